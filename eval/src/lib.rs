@@ -1,0 +1,80 @@
+//! The evaluation harness: `zhengwu eval SUITE --data DIR --out DIR`.
+//!
+//! Every suite writes `report.json` (a flat map from metric name to number) and `report.md`
+//! (tables, SVG plots where a picture helps) into `--out`. `--data` takes a folder laid out
+//! like `../shared/data`; later issues add their suites here and name their metrics.
+
+pub mod llm_speed;
+pub mod report;
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Args;
+
+pub use report::Report;
+
+/// Arguments shared by every suite.
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// Suite to run: `llm` (speed: prefill/decode tok/s, peak RSS, llama.cpp ratio),
+    /// `embed` (embedding throughput). Run with no suite to list them.
+    pub suite: Option<String>,
+    /// Data folder with the layout of ../shared/data.
+    #[arg(long, default_value = "../shared/data")]
+    pub data: PathBuf,
+    /// Output folder for report.json and report.md (default eval/out/<suite>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// CPU threads for our engine and for llama.cpp (compared at equal threads).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Models to benchmark (registry names); default both chat models.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Path to llama.cpp's `llama-bench`, for the peer comparison.
+    #[arg(long, env = "LLAMA_BENCH")]
+    pub llama_bench: Option<PathBuf>,
+    /// Prompt length in tokens for the speed runs.
+    #[arg(long, default_value_t = 64)]
+    pub prompt_tokens: usize,
+    /// Tokens generated in the speed runs (greedy).
+    #[arg(long, default_value_t = 64)]
+    pub gen_tokens: usize,
+    /// Repetitions per measurement (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeat: usize,
+    /// Model registry file.
+    #[arg(long, default_value = "models.toml")]
+    pub models_toml: PathBuf,
+    /// Internal: run one model's measurement in this process and print JSON.
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+pub const SUITES: &[(&str, &str)] = &[
+    ("llm", "chat-model speed: prefill/decode tok/s, peak RSS, bandwidth, ratio to llama.cpp"),
+    ("embed", "embedding speed: texts/s and tokens/s for the e5 model"),
+];
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
+    let Some(suite) = args.suite.as_deref() else {
+        println!("suites:");
+        for (name, what) in SUITES {
+            println!("  {name:<8} {what}");
+        }
+        return Ok(());
+    };
+    if args.child {
+        return llm_speed::child(args);
+    }
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("eval/out").join(suite));
+    let report = match suite {
+        "llm" => llm_speed::run(args)?,
+        "embed" => llm_speed::run_embed(args)?,
+        other => bail!("unknown suite `{other}`; run `zhengwu eval` to list them"),
+    };
+    report.write(&out)?;
+    println!("wrote {}/report.json and report.md", out.display());
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Knowledge base and retrieval. Not built yet: see issue 3.

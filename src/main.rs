@@ -1,0 +1,425 @@
+//! `zhengwu`: the government-hotline assistant binary.
+//!
+//! - `zhengwu serve`: the OpenAI-compatible model server (chat + embeddings).
+//! - `zhengwu models list|fetch`: the model registry in `models.toml`.
+//! - `zhengwu chat`: one question to the chat model from the terminal.
+//! - `zhengwu eval SUITE`: quality and speed suites writing report.json / report.md.
+
+mod config;
+mod server;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use zhengwu_inference::e5::E5Embedder;
+use zhengwu_inference::llm::{EngineOptions, LlmEngine};
+use zhengwu_inference::registry::{FetchOptions, ModelKind, Registry};
+use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest, Generator};
+
+use config::FileConfig;
+use server::{AppState, ServerLimits};
+
+const DEFAULT_CHAT: &str = "qwen2.5-1.5b-instruct";
+const DEFAULT_EMBEDDING: &str = "multilingual-e5-small";
+
+#[derive(Parser)]
+#[command(name = "zhengwu", version, about = "12345 hotline and policy assistant: local LLM server, RAG, hotline modules")]
+struct Cli {
+    /// Config file (TOML); defaults to ./zhengwu.toml when present.
+    #[arg(long, global = true, env = "ZHENGWU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Inspect and download models named in models.toml.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Ask the chat model one question and stream the answer to stdout.
+    Chat {
+        /// The question.
+        prompt: String,
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Run an evaluation suite and write report.json + report.md.
+    Eval(zhengwu_eval::EvalArgs),
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Show every model, where it comes from and whether it is present.
+    List,
+    /// Download (or assemble) models and verify their hashes. No name: the default chat and embedding models.
+    Fetch {
+        names: Vec<String>,
+        /// Fetch every model in the registry.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Where models come from and how they run.
+#[derive(Args, Clone, Default)]
+struct ModelArgs {
+    /// Model registry file.
+    #[arg(long, env = "ZHENGWU_MODELS_TOML")]
+    models_toml: Option<PathBuf>,
+    /// Directory holding downloaded models (default: the user's cache dir).
+    #[arg(long, env = "ZHENGWU_MODELS")]
+    models_dir: Option<PathBuf>,
+    /// Chat model name from models.toml, or `none`.
+    #[arg(long, env = "ZHENGWU_CHAT_MODEL")]
+    chat_model: Option<String>,
+    /// Embedding model name from models.toml, or `none`.
+    #[arg(long, env = "ZHENGWU_EMBEDDING_MODEL")]
+    embedding_model: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, env = "ZHENGWU_DEVICE")]
+    device: Option<String>,
+    /// CPU threads for the engine (1 is fastest on small shared machines).
+    #[arg(long, env = "ZHENGWU_THREADS")]
+    threads: Option<usize>,
+    /// Longest context the engine accepts (prompt + completion).
+    #[arg(long, env = "ZHENGWU_MAX_CONTEXT")]
+    max_context: Option<usize>,
+    /// Fetch missing models before loading them.
+    #[arg(long, env = "ZHENGWU_FETCH")]
+    fetch: bool,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[arg(long, env = "ZHENGWU_HOST")]
+    host: Option<String>,
+    #[arg(long, env = "ZHENGWU_PORT")]
+    port: Option<u16>,
+    /// Require `Authorization: Bearer <key>` on /v1.
+    #[arg(long, env = "ZHENGWU_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    #[arg(long, env = "ZHENGWU_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    #[arg(long, env = "ZHENGWU_REQUEST_TIMEOUT_SECS")]
+    request_timeout_secs: Option<u64>,
+    #[arg(long, env = "ZHENGWU_DEFAULT_MAX_TOKENS")]
+    default_max_tokens: Option<usize>,
+    /// Generations running at once.
+    #[arg(long, env = "ZHENGWU_MAX_ACTIVE")]
+    max_active: Option<usize>,
+    /// Generations allowed to wait; more get 429.
+    #[arg(long, env = "ZHENGWU_MAX_QUEUED")]
+    max_queued: Option<usize>,
+    #[command(flatten)]
+    models: ModelArgs,
+}
+
+/// Model settings after layering flags/env over the config file.
+struct ModelSettings {
+    registry: Registry,
+    chat: Option<String>,
+    embedding: Option<String>,
+    device: candle_core::Device,
+    threads: usize,
+    max_context: usize,
+    fetch: bool,
+}
+
+fn none_means_off(name: String) -> Option<String> {
+    if name.eq_ignore_ascii_case("none") || name.is_empty() {
+        None
+    } else {
+        Some(name)
+    }
+}
+
+fn model_settings(args: &ModelArgs, file: &FileConfig) -> anyhow::Result<ModelSettings> {
+    let f = &file.models;
+    let registry_path = args.models_toml.clone().or(f.registry.clone()).unwrap_or_else(default_registry_path);
+    let mut registry = Registry::load(&registry_path).with_context(|| format!("loading {}", registry_path.display()))?;
+    if let Some(dir) = args.models_dir.clone().or(f.dir.clone()) {
+        registry = registry.with_models_dir(dir);
+    }
+    let threads = args.threads.or(f.threads).unwrap_or(1).max(1);
+    init_threads(threads);
+    let device_spec = args.device.clone().or(f.device.clone()).unwrap_or_else(|| "cpu".into());
+    let device = zhengwu_inference::device::parse_device(&device_spec)?;
+    Ok(ModelSettings {
+        registry,
+        chat: none_means_off(args.chat_model.clone().or(f.chat.clone()).unwrap_or_else(|| DEFAULT_CHAT.into())),
+        embedding: none_means_off(
+            args.embedding_model.clone().or(f.embedding.clone()).unwrap_or_else(|| DEFAULT_EMBEDDING.into()),
+        ),
+        device,
+        threads,
+        max_context: args.max_context.or(f.max_context).unwrap_or(8192),
+        fetch: args.fetch,
+    })
+}
+
+/// models.toml next to the binary's working directory, else the one compiled in with the source tree.
+fn default_registry_path() -> PathBuf {
+    let local = PathBuf::from("models.toml");
+    if local.exists() {
+        local
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models.toml")
+    }
+}
+
+/// Set the thread count for candle's CPU kernels (rayon + gemm) before any of them run.
+fn init_threads(n: usize) {
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    // Fails only if the pool already exists (e.g. called twice); the env var covers gemm.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+}
+
+fn locate(settings: &ModelSettings, name: &str) -> anyhow::Result<PathBuf> {
+    if settings.fetch {
+        Ok(settings.registry.fetch(name, &FetchOptions { progress: true, ..Default::default() })?)
+    } else {
+        Ok(settings.registry.locate(name)?)
+    }
+}
+
+fn load_chat(settings: &ModelSettings, name: &str, opts: EngineOptions) -> anyhow::Result<LlmEngine> {
+    let spec = settings.registry.get(name)?;
+    if spec.kind != ModelKind::Chat {
+        bail!("model `{name}` is not a chat model");
+    }
+    let path = locate(settings, name)?;
+    Ok(LlmEngine::load(&path, name, &settings.device, opts)?)
+}
+
+fn load_embedder(settings: &ModelSettings, name: &str) -> anyhow::Result<E5Embedder> {
+    let spec = settings.registry.get(name)?;
+    if spec.kind != ModelKind::Embedding {
+        bail!("model `{name}` is not an embedding model");
+    }
+    let path = locate(settings, name)?;
+    Ok(E5Embedder::load(&path, name, &settings.device)?)
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let file = FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve(args) => serve(args, &file),
+        Command::Models { action, models } => models_cmd(action, &models, &file),
+        Command::Chat { prompt, system, max_tokens, temperature, models } => {
+            chat_cmd(&prompt, system, max_tokens, temperature, &models, &file)
+        }
+        Command::Eval(args) => {
+            let threads = args.threads.unwrap_or(1);
+            init_threads(threads);
+            zhengwu_eval::run(&args)
+        }
+    }
+}
+
+fn models_cmd(action: ModelsAction, args: &ModelArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let settings = model_settings(args, file)?;
+    match action {
+        ModelsAction::List => {
+            println!("{:<26} {:<10} {:<6} {:>10}  {:<8} path", "NAME", "KIND", "FORMAT", "SIZE", "STATUS");
+            for m in settings.registry.models() {
+                let (status, path) = match settings.registry.status(&m.name)? {
+                    zhengwu_inference::registry::ModelStatus::Missing => ("missing".to_string(), String::new()),
+                    zhengwu_inference::registry::ModelStatus::Present { path, verified } => {
+                        (if verified { "ok" } else { "unverified" }.to_string(), path.display().to_string())
+                    }
+                };
+                println!(
+                    "{:<26} {:<10} {:<6} {:>8}MB  {:<8} {}",
+                    m.name,
+                    format!("{:?}", m.kind).to_lowercase(),
+                    m.format,
+                    m.size / 1_000_000,
+                    status,
+                    path
+                );
+            }
+            Ok(())
+        }
+        ModelsAction::Fetch { names, all } => {
+            let names: Vec<String> = if all {
+                settings.registry.models().iter().map(|m| m.name.clone()).collect()
+            } else if names.is_empty() {
+                [settings.chat.clone(), settings.embedding.clone()].into_iter().flatten().collect()
+            } else {
+                names
+            };
+            for name in names {
+                let path = settings.registry.fetch(&name, &FetchOptions { progress: true, ..Default::default() })?;
+                println!("{name}: {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn chat_cmd(
+    prompt: &str,
+    system: Option<String>,
+    max_tokens: usize,
+    temperature: f64,
+    args: &ModelArgs,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
+    let settings = model_settings(args, file)?;
+    let name = settings.chat.clone().context("no chat model configured")?;
+    tracing::info!(features = %zhengwu_inference::device::cpu_features(), "engine");
+    let engine = load_chat(&settings, &name, EngineOptions { max_context: settings.max_context, ..Default::default() })?;
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(ChatMessage::new("system", s));
+    }
+    messages.push(ChatMessage::new("user", prompt));
+    let prompt = engine.render_chat(&messages)?;
+    let params = GenerationParams { max_tokens, temperature, ..Default::default() };
+    let mut rx = engine.submit(GenerationRequest { prompt, params, deadline: None })?;
+    let mut out = std::io::stdout();
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            GenerationEvent::Delta(d) => {
+                out.write_all(d.as_bytes())?;
+                out.flush()?;
+            }
+            GenerationEvent::Done(c) => {
+                println!();
+                eprintln!(
+                    "[{} prompt tokens in {:.2}s = {:.1} tok/s; {} generated in {:.2}s = {:.1} tok/s; {:?}]",
+                    c.prompt_tokens,
+                    c.prefill_secs,
+                    c.prompt_tokens as f64 / c.prefill_secs.max(1e-9),
+                    c.completion_tokens,
+                    c.decode_secs,
+                    (c.completion_tokens.saturating_sub(1)) as f64 / c.decode_secs.max(1e-9),
+                    c.finish_reason
+                );
+                break;
+            }
+            GenerationEvent::Failed(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    let s = &file.server;
+    let settings = model_settings(&args.models, file)?;
+    let host = args.host.or(s.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
+    let port = args.port.or(s.port).unwrap_or(8080);
+    let api_key = args.api_key.or(s.api_key.clone()).filter(|k| !k.is_empty());
+    let defaults = ServerLimits::default();
+    let limits = ServerLimits {
+        max_body_bytes: args.max_body_bytes.or(s.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+        request_timeout: args
+            .request_timeout_secs
+            .or(s.request_timeout_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(defaults.request_timeout),
+        default_max_tokens: args.default_max_tokens.or(s.default_max_tokens).unwrap_or(defaults.default_max_tokens),
+        ..defaults
+    };
+    let engine_opts = EngineOptions {
+        max_active: args.max_active.or(s.max_active).unwrap_or(4).max(1),
+        max_queued: args.max_queued.or(s.max_queued).unwrap_or(16),
+        max_context: settings.max_context,
+        ..Default::default()
+    };
+    // Check names before binding so a typo fails at once.
+    for name in [&settings.chat, &settings.embedding].into_iter().flatten() {
+        settings.registry.get(name)?;
+    }
+    tracing::info!(
+        features = %zhengwu_inference::device::cpu_features(),
+        threads = settings.threads,
+        device = ?settings.device,
+        "engine configuration"
+    );
+    let state = Arc::new(AppState::new(settings.chat.is_some(), settings.embedding.is_some(), api_key, limits));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async move {
+        let addr: SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("bad listen address {host}:{port}"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr()?;
+        // Printed on stdout so scripts and tests can find an ephemeral port.
+        println!("listening on http://{local}");
+        tracing::info!(%local, "listening; loading models");
+        let loader_state = state.clone();
+        let loader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            if let Some(name) = &settings.embedding {
+                let e = load_embedder(&settings, name)?;
+                let _ = loader_state.embedder.set(Arc::new(e));
+                tracing::info!(model = %name, "embedding model ready");
+            }
+            if let Some(name) = &settings.chat {
+                let g = load_chat(&settings, name, engine_opts)?;
+                let _ = loader_state.generator.set(Arc::new(g));
+                tracing::info!(model = %name, "chat model ready");
+            }
+            Ok(())
+        });
+        let fail_state = state.clone();
+        tokio::spawn(async move {
+            match loader.await {
+                Ok(Ok(())) => tracing::info!("ready"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %format!("{e:#}"), "loading models failed; /ready stays 503");
+                    let _ = fail_state.load_error.set(format!("{e:#}"));
+                }
+                Err(e) => {
+                    let _ = fail_state.load_error.set(format!("model loader crashed: {e}"));
+                }
+            }
+        });
+        let app = server::router(state);
+        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        tracing::info!("shut down");
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing open requests");
+}

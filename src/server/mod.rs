@@ -1,0 +1,162 @@
+//! The HTTP server: OpenAI-compatible routes, health/readiness, Prometheus metrics.
+
+pub mod error;
+pub mod metrics;
+pub mod openai;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use zhengwu_inference::{Embedder, Generator};
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+/// Limits and defaults of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub default_max_tokens: usize,
+    pub max_embedding_inputs: usize,
+    /// Concurrent embedding batches; more are refused with 429.
+    pub max_embedding_jobs: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout: Duration::from_secs(300),
+            default_max_tokens: 512,
+            max_embedding_inputs: 256,
+            max_embedding_jobs: 2,
+        }
+    }
+}
+
+/// Everything the handlers share. Models are set once they finish loading, so the server
+/// answers `/health` (and `/ready` = 503) while weights are still being read.
+pub struct AppState {
+    pub generator: OnceLock<Arc<dyn Generator>>,
+    pub embedder: OnceLock<Arc<dyn Embedder>>,
+    /// Models this server was configured to load (so `/ready` knows what to wait for).
+    pub expect_generator: bool,
+    pub expect_embedder: bool,
+    pub load_error: OnceLock<String>,
+    pub api_key: Option<String>,
+    pub limits: ServerLimits,
+    pub metrics: Metrics,
+    pub embed_slots: Arc<tokio::sync::Semaphore>,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(expect_generator: bool, expect_embedder: bool, api_key: Option<String>, limits: ServerLimits) -> Self {
+        Self {
+            generator: OnceLock::new(),
+            embedder: OnceLock::new(),
+            expect_generator,
+            expect_embedder,
+            load_error: OnceLock::new(),
+            api_key,
+            embed_slots: Arc::new(tokio::sync::Semaphore::new(limits.max_embedding_jobs.max(1))),
+            limits,
+            metrics: Metrics::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        (!self.expect_generator || self.generator.get().is_some())
+            && (!self.expect_embedder || self.embedder.get().is_some())
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/embeddings", post(openai::embeddings))
+        .route("/models", get(openai::list_models))
+        .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let body = json!({
+        "ready": state.ready(),
+        "chat_model": state.generator.get().map(|g| g.model_id().to_string()),
+        "embedding_model": state.embedder.get().map(|e| e.model_id().to_string()),
+        "load_error": state.load_error.get(),
+        "uptime_secs": state.started.elapsed().as_secs(),
+    });
+    let status = if state.ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(g) = state.generator.get() {
+        state.metrics.queue_depth.set(g.queue_depth() as i64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("no route for {} {}", req.method(), req.uri().path()))
+        .with_code("unknown_url")
+}
+
+/// Optional bearer-token check on `/v1`.
+async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if let Some(expected) = &state.api_key {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
+        if !ok {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "missing or wrong API key (Authorization: Bearer ...)")
+                .with_code("invalid_api_key")
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Request counts and latency per route.
+async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state.metrics.requests.with_label_values(&[route.as_str(), resp.status().as_str()]).inc();
+    state.metrics.latency.with_label_values(&[route.as_str()]).observe(start.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,439 @@
+//! `/v1/chat/completions`, `/v1/embeddings`, `/v1/models`, shaped like OpenAI's API so any
+//! OpenAI client works. Every generated message carries the AI-content label (GB 45438-2025).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zhengwu_inference::{
+    ChatMessage, Completion, EmbedKind, FinishReason, GenerationEvent, GenerationParams, GenerationRequest, Generator,
+};
+
+use super::{ApiError, AppState};
+
+/// Text of the explicit label attached to every generated message.
+pub const AI_LABEL: &str = "本回复由人工智能生成，仅供参考";
+
+fn ai_marker(model: &str) -> Value {
+    json!({ "ai_generated": true, "label": AI_LABEL, "model": model, "standard": "GB 45438-2025" })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    pub model: Option<String>,
+    pub messages: Vec<RequestMessage>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    pub repetition_penalty: Option<f32>,
+    pub seed: Option<u64>,
+    pub stop: Option<StopSpec>,
+    pub n: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RequestMessage {
+    pub role: String,
+    pub content: Option<MessageContent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn generator(state: &AppState) -> Result<&Arc<dyn Generator>, ApiError> {
+    state.generator.get().ok_or_else(|| {
+        if state.expect_generator {
+            ApiError::not_ready("the chat model")
+        } else {
+            ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "this server runs no chat model")
+                .with_code("model_not_found")
+        }
+    })
+}
+
+fn check_model(requested: Option<&str>, served: &str) -> Result<(), ApiError> {
+    match requested {
+        Some(m) if !m.is_empty() && m != served => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("model `{m}` is not served here; available: `{served}`"),
+        )
+        .with_code("model_not_found")),
+        _ => Ok(()),
+    }
+}
+
+/// Validate the request and turn it into messages + generation parameters.
+fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<(String, GenerationParams), ApiError> {
+    check_model(req.model.as_deref(), gen.model_id())?;
+    if req.n.unwrap_or(1) != 1 {
+        return Err(ApiError::invalid("n", "only n = 1 is supported"));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid("messages", "`messages` must contain at least one message"));
+    }
+    let mut messages = Vec::with_capacity(req.messages.len());
+    for (i, m) in req.messages.iter().enumerate() {
+        if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+            return Err(ApiError::invalid(
+                &format!("messages[{i}].role"),
+                format!("unsupported role `{}` (system, user, assistant)", m.role),
+            ));
+        }
+        let content = match &m.content {
+            None => String::new(),
+            Some(MessageContent::Text(t)) => t.clone(),
+            Some(MessageContent::Parts(parts)) => {
+                let mut s = String::new();
+                for p in parts {
+                    if p.kind != "text" {
+                        return Err(ApiError::invalid(
+                            &format!("messages[{i}].content"),
+                            format!("content part type `{}` is not supported (text only)", p.kind),
+                        ));
+                    }
+                    s.push_str(p.text.as_deref().unwrap_or(""));
+                }
+                s
+            }
+        };
+        messages.push(ChatMessage::new(&m.role, content));
+    }
+    let temperature = req.temperature.unwrap_or(0.7);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::invalid("temperature", "temperature must be between 0 and 2"));
+    }
+    if let Some(p) = req.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(ApiError::invalid("top_p", "top_p must be in (0, 1]"));
+        }
+    }
+    if req.top_k == Some(0) {
+        return Err(ApiError::invalid("top_k", "top_k must be at least 1"));
+    }
+    let stop: Vec<String> = match &req.stop {
+        None => Vec::new(),
+        Some(StopSpec::One(s)) => vec![s.clone()],
+        Some(StopSpec::Many(v)) => v.clone(),
+    };
+    if stop.len() > 4 {
+        return Err(ApiError::invalid("stop", "at most 4 stop sequences"));
+    }
+    let prompt = gen.render_chat(&messages)?;
+    let prompt_tokens = gen.count_tokens(&prompt)?;
+    let room = gen.context_length().saturating_sub(prompt_tokens);
+    let requested = req.max_completion_tokens.or(req.max_tokens);
+    let max_tokens = match requested {
+        Some(0) => return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1")),
+        Some(n) if n as usize > room => {
+            return Err(ApiError::bad_request(format!(
+                "this model's context is {} tokens; the messages take {prompt_tokens} and max_tokens asks for {n}",
+                gen.context_length()
+            ))
+            .with_code("context_length_exceeded"))
+        }
+        Some(n) => n as usize,
+        None => state.limits.default_max_tokens.min(room),
+    };
+    if max_tokens == 0 {
+        return Err(ApiError::bad_request(format!(
+            "the messages take {prompt_tokens} tokens, the whole context of {} tokens",
+            gen.context_length()
+        ))
+        .with_code("context_length_exceeded"));
+    }
+    let params = GenerationParams {
+        max_tokens,
+        temperature,
+        top_p: req.top_p,
+        top_k: req.top_k.map(|k| k as usize),
+        repetition_penalty: req.repetition_penalty.unwrap_or(1.0),
+        seed: req.seed.unwrap_or_else(rand_seed),
+        stop,
+        ..GenerationParams::default()
+    };
+    Ok((prompt, params))
+}
+
+fn rand_seed() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(42)
+}
+
+fn usage(c: &Completion) -> Value {
+    json!({
+        "prompt_tokens": c.prompt_tokens,
+        "completion_tokens": c.completion_tokens,
+        "total_tokens": c.prompt_tokens + c.completion_tokens,
+    })
+}
+
+fn finish_str(r: FinishReason) -> &'static str {
+    match r {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+    }
+}
+
+pub async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<ChatRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let gen = generator(&state)?.clone();
+    let (prompt, params) = prepare(&req, &state, gen.as_ref())?;
+    let deadline = Some(Instant::now() + state.limits.request_timeout);
+    let events = gen.submit(GenerationRequest { prompt, params, deadline })?;
+    state.metrics.queue_depth.set(gen.queue_depth() as i64);
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let model = gen.model_id().to_string();
+    if req.stream {
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        Ok(stream_response(state, events, id, model, include_usage).into_response())
+    } else {
+        collect_response(state, events, id, model).await
+    }
+}
+
+async fn collect_response(
+    state: Arc<AppState>,
+    mut events: zhengwu_inference::GenerationStream,
+    id: String,
+    model: String,
+) -> Result<Response, ApiError> {
+    let mut text = String::new();
+    while let Some(ev) = events.recv().await {
+        match ev {
+            GenerationEvent::Delta(d) => text.push_str(&d),
+            GenerationEvent::Failed(e) => return Err(e.into()),
+            GenerationEvent::Done(c) => {
+                state.metrics.record_completion(&c);
+                let body = json!({
+                    "id": id,
+                    "object": "chat.completion",
+                    "created": now_secs(),
+                    "model": model,
+                    "choices": [{
+                        "index": 0,
+                        "message": { "role": "assistant", "content": text, "ai_generated": true },
+                        "finish_reason": finish_str(c.finish_reason),
+                        "logprobs": null,
+                    }],
+                    "usage": usage(&c),
+                    "ai_content": ai_marker(&model),
+                });
+                let mut resp = Json(body).into_response();
+                resp.headers_mut().insert("x-ai-generated", axum::http::HeaderValue::from_static("true"));
+                return Ok(resp);
+            }
+        }
+    }
+    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "generation ended without a result"))
+}
+
+fn stream_response(
+    state: Arc<AppState>,
+    events: zhengwu_inference::GenerationStream,
+    id: String,
+    model: String,
+    include_usage: bool,
+) -> impl IntoResponse {
+    let created = now_secs();
+    let chunk = move |delta: Value, finish: Option<&str>| -> Value {
+        json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
+            "ai_content": ai_marker(&model),
+        })
+    };
+    let first = chunk(json!({"role": "assistant", "content": ""}), None);
+    let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(events);
+    // Dropping this stream (client gone) drops the receiver, which cancels the generation.
+    let body = futures::stream::once(async move { vec![Event::default().data(first.to_string())] })
+        .chain(stream.map(move |ev| match ev {
+            GenerationEvent::Delta(d) => vec![Event::default().data(chunk(json!({"content": d}), None).to_string())],
+            GenerationEvent::Done(c) => {
+                state.metrics.record_completion(&c);
+                let mut out = vec![Event::default().data(chunk(json!({}), Some(finish_str(c.finish_reason))).to_string())];
+                if include_usage {
+                    let mut u = chunk(json!({}), None);
+                    u["choices"] = json!([]);
+                    u["usage"] = usage(&c);
+                    out.push(Event::default().data(u.to_string()));
+                }
+                out.push(Event::default().data("[DONE]"));
+                out
+            }
+            GenerationEvent::Failed(e) => {
+                let err = ApiError::from(e);
+                let body = json!({"error": {"message": err.message, "type": err.kind, "code": err.code, "param": null}});
+                vec![Event::default().data(body.to_string()), Event::default().data("[DONE]")]
+            }
+        }))
+        .flat_map(|events| futures::stream::iter(events.into_iter().map(Ok::<_, Infallible>)));
+    let mut resp = Sse::new(body).keep_alive(KeepAlive::default()).into_response();
+    resp.headers_mut().insert("x-ai-generated", axum::http::HeaderValue::from_static("true"));
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingRequest {
+    pub model: Option<String>,
+    pub input: EmbeddingInput,
+    pub encoding_format: Option<String>,
+    pub dimensions: Option<usize>,
+    /// zhengwu extension: `query` (default) or `passage` (E5 prefixes).
+    pub input_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+    Tokens(#[allow(dead_code)] Vec<Value>),
+}
+
+pub async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<EmbeddingRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let embedder = state
+        .embedder
+        .get()
+        .ok_or_else(|| {
+            if state.expect_embedder {
+                ApiError::not_ready("the embedding model")
+            } else {
+                ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "this server runs no embedding model")
+                    .with_code("model_not_found")
+            }
+        })?
+        .clone();
+    check_model(req.model.as_deref(), embedder.model_id())?;
+    let inputs: Vec<String> = match req.input {
+        EmbeddingInput::One(s) => vec![s],
+        EmbeddingInput::Many(v) => v,
+        EmbeddingInput::Tokens(_) => {
+            return Err(ApiError::invalid("input", "token-id input is not supported; send text"));
+        }
+    };
+    if inputs.is_empty() {
+        return Err(ApiError::invalid("input", "`input` must not be empty"));
+    }
+    if inputs.len() > state.limits.max_embedding_inputs {
+        return Err(ApiError::invalid(
+            "input",
+            format!("at most {} inputs per request, got {}", state.limits.max_embedding_inputs, inputs.len()),
+        ));
+    }
+    if let Some(i) = inputs.iter().position(|s| s.trim().is_empty()) {
+        return Err(ApiError::invalid(&format!("input[{i}]"), "input strings must not be empty"));
+    }
+    let kind = match req.input_type.as_deref() {
+        None | Some("query") => EmbedKind::Query,
+        Some("passage") => EmbedKind::Passage,
+        Some("raw") => EmbedKind::Raw,
+        Some(other) => return Err(ApiError::invalid("input_type", format!("unknown input_type `{other}` (query, passage, raw)"))),
+    };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => return Err(ApiError::invalid("encoding_format", format!("unknown encoding_format `{other}`"))),
+    };
+    if let Some(d) = req.dimensions {
+        if d != embedder.dim() {
+            return Err(ApiError::invalid("dimensions", format!("this model only produces {} dimensions", embedder.dim())));
+        }
+    }
+    let permit = state.embed_slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "embedding workers are busy; retry shortly")
+            .with_code("queue_full")
+    })?;
+    let worker = embedder.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        worker.embed(&refs, kind)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("embedding task failed: {e}")))??;
+    let data: Vec<Value> = result
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": embedder.model_id(),
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+    }))
+    .into_response())
+}
+
+pub async fn list_models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut data = Vec::new();
+    if let Some(g) = state.generator.get() {
+        data.push(json!({"id": g.model_id(), "object": "model", "created": 0, "owned_by": "zhengwu", "kind": "chat", "context_length": g.context_length()}));
+    }
+    if let Some(e) = state.embedder.get() {
+        data.push(json!({"id": e.model_id(), "object": "model", "created": 0, "owned_by": "zhengwu", "kind": "embedding", "dimensions": e.dim()}));
+    }
+    Json(json!({"object": "list", "data": data}))
+}
