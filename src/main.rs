@@ -188,6 +188,7 @@ fn default_registry_path() -> PathBuf {
 /// Set the thread count for candle's CPU kernels (rayon + gemm) before any of them run.
 fn init_threads(n: usize) {
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     // Fails only if the pool already exists (e.g. called twice); the env var covers gemm.
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
 }

@@ -289,7 +289,7 @@ fn queue_full_disconnect_and_deadline() {
     let status = resp.status().as_u16();
     assert_eq!(resp.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
     assert_error(status, &resp.json().unwrap(), 429);
-    assert!(started.elapsed() < Duration::from_secs(2), "429 must fail fast");
+    assert!(started.elapsed() < Duration::from_secs(10), "429 must not wait for the running generation");
     // Disconnect: the generation is cancelled and the slot frees up well before 400 tokens.
     drop(first);
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -12,17 +12,26 @@ use hf_hub::{Repo, RepoType};
 const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
 
 fn repo(repo_id: &str, revision: Option<&str>) -> Repo {
-    Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.unwrap_or("main").to_string())
+    Repo::with_revision(
+        repo_id.to_string(),
+        RepoType::Model,
+        revision.unwrap_or("main").to_string(),
+    )
 }
 
 /// `$HF_ENDPOINT` or huggingface.co.
 pub(crate) fn endpoint() -> String {
-    std::env::var("HF_ENDPOINT").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| DEFAULT_ENDPOINT.into())
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.into())
 }
 
 /// The file if it is already in the local Hugging Face cache (`$HF_HOME`); no network.
 pub(crate) fn cached(repo_id: &str, file: &str, revision: Option<&str>) -> Option<PathBuf> {
-    hf_hub::Cache::from_env().repo(repo(repo_id, revision)).get(file)
+    hf_hub::Cache::from_env()
+        .repo(repo(repo_id, revision))
+        .get(file)
 }
 
 /// Can we open a TCP connection to `endpoint` (a URL) within `timeout`? DNS resolution runs on
@@ -30,8 +39,15 @@ pub(crate) fn cached(repo_id: &str, file: &str, revision: Option<&str>) -> Optio
 pub(crate) fn probe(endpoint: &str, timeout: Duration) -> std::result::Result<(), String> {
     let (scheme, rest) = endpoint.split_once("://").unwrap_or(("https", endpoint));
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
-    let default_port = if scheme.eq_ignore_ascii_case("http") { 80 } else { 443 };
+    let authority = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
+    let default_port = if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else {
+        443
+    };
     let host_port = if authority.starts_with('[') {
         // [v6]:port
         match authority.rsplit_once("]:") {
@@ -52,7 +68,11 @@ pub(crate) fn probe(endpoint: &str, timeout: Duration) -> std::result::Result<()
         Ok(Ok(a)) if !a.is_empty() => a,
         Ok(Ok(_)) => return Err(format!("{host_port} resolved to no address")),
         Ok(Err(e)) => return Err(format!("cannot resolve {host_port}: {e}")),
-        Err(_) => return Err(format!("resolving {host_port} took longer than {timeout:?}")),
+        Err(_) => {
+            return Err(format!(
+                "resolving {host_port} took longer than {timeout:?}"
+            ))
+        }
     };
     let mut last = String::new();
     for addr in addrs {

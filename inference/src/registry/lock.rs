@@ -22,13 +22,21 @@ impl FetchLock {
         let started = Instant::now();
         let mut announced = false;
         loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
                 Ok(mut f) => {
                     let _ = writeln!(f, "{}", std::process::id());
-                    return Ok(FetchLock { path: path.to_path_buf() });
+                    return Ok(FetchLock {
+                        path: path.to_path_buf(),
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                    let owner = std::fs::read_to_string(path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok());
                     if is_stale(path, owner) {
                         tracing::warn!(
                             "removing stale fetch lock {} (owner pid {:?} is gone)",
@@ -54,7 +62,12 @@ impl FetchLock {
                     }
                     std::thread::sleep(Duration::from_millis(500));
                 }
-                Err(e) => return Err(Error::io(format!("creating lock file {}", path.display()), e)),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("creating lock file {}", path.display()),
+                        e,
+                    ))
+                }
             }
         }
     }
@@ -82,5 +95,9 @@ fn is_stale(path: &Path, owner: Option<u32>) -> bool {
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
     let _ = owner;
-    age > if cfg!(target_os = "linux") { Duration::from_secs(10) } else { STALE_AFTER }
+    age > if cfg!(target_os = "linux") {
+        Duration::from_secs(10)
+    } else {
+        STALE_AFTER
+    }
 }

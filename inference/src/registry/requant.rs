@@ -29,7 +29,10 @@ pub(crate) fn parse_target(to: &str) -> Option<GgmlDType> {
 
 /// The legacy low-bit block types that get re-quantized.
 pub(crate) fn is_legacy_low_bit(dtype: GgmlDType) -> bool {
-    matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
+    matches!(
+        dtype,
+        GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+    )
 }
 
 /// What a requantize run did.
@@ -49,12 +52,20 @@ fn dtype_name(d: GgmlDType) -> String {
 
 /// Read the GGUF at `src`, re-quantize legacy tensors to `to`, write the result to `dst`
 /// (created/truncated). Returns counts and the sha256/size of what was written.
-pub(crate) fn requantize(src: &Path, dst: &Path, to: GgmlDType, progress: bool) -> Result<RequantStats> {
-    let load = |msg: String| Error::Load { model: src.display().to_string(), msg };
+pub(crate) fn requantize(
+    src: &Path,
+    dst: &Path,
+    to: GgmlDType,
+    progress: bool,
+) -> Result<RequantStats> {
+    let load = |msg: String| Error::Load {
+        model: src.display().to_string(),
+        msg,
+    };
     let f = fs_err::File::open(src).map_err(|e| Error::io("opening GGUF to requantize", e))?;
     let mut reader = BufReader::with_capacity(1 << 20, f);
-    let content =
-        gguf_file::Content::read(&mut reader).map_err(|e| load(format!("not a readable GGUF file: {e}")))?;
+    let content = gguf_file::Content::read(&mut reader)
+        .map_err(|e| load(format!("not a readable GGUF file: {e}")))?;
 
     let mut infos: Vec<(&String, &gguf_file::TensorInfo)> = content.tensor_infos.iter().collect();
     infos.sort_by(|a, b| a.1.offset.cmp(&b.1.offset).then_with(|| a.0.cmp(b.0)));
@@ -71,11 +82,15 @@ pub(crate) fn requantize(src: &Path, dst: &Path, to: GgmlDType, progress: bool) 
             let block = to.block_size();
             let last = qt.shape().dims().last().copied().unwrap_or(0);
             if last % block != 0 {
-                tracing::warn!("tensor `{name}` ({:?}): last dim {last} not a multiple of {block}; kept", info.ggml_dtype);
+                tracing::warn!(
+                    "tensor `{name}` ({:?}): last dim {last} not a multiple of {block}; kept",
+                    info.ggml_dtype
+                );
                 qt
             } else {
                 let t = qt.dequantize(&Device::Cpu)?;
-                QTensor::quantize(&t, to).map_err(|e| load(format!("re-quantizing `{name}`: {e}")))?
+                QTensor::quantize(&t, to)
+                    .map_err(|e| load(format!("re-quantizing `{name}`: {e}")))?
             }
         } else {
             qt
@@ -90,20 +105,36 @@ pub(crate) fn requantize(src: &Path, dst: &Path, to: GgmlDType, progress: bool) 
     // aligns tensor data to 32 bytes, so the alignment key must agree with that.
     let mut metadata: BTreeMap<String, gguf_file::Value> = content.metadata.into_iter().collect();
     if to == GgmlDType::Q8_0 && metadata.contains_key("general.file_type") {
-        metadata.insert("general.file_type".into(), gguf_file::Value::U32(FTYPE_MOSTLY_Q8_0));
+        metadata.insert(
+            "general.file_type".into(),
+            gguf_file::Value::U32(FTYPE_MOSTLY_Q8_0),
+        );
     }
     if metadata.contains_key("general.alignment") {
-        metadata.insert("general.alignment".into(), gguf_file::Value::U32(gguf_file::DEFAULT_ALIGNMENT as u32));
+        metadata.insert(
+            "general.alignment".into(),
+            gguf_file::Value::U32(gguf_file::DEFAULT_ALIGNMENT as u32),
+        );
     }
-    let md: Vec<(&str, &gguf_file::Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let md: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let ts: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
 
     let out = fs_err::File::create(dst).map_err(|e| Error::io("writing requantized GGUF", e))?;
-    let mut w = HashingWriter::new(BufWriter::with_capacity(1 << 20, out), indicatif::ProgressBar::hidden());
-    gguf_file::write(&mut w, &md, &ts).map_err(|e| load(format!("writing {}: {e}", dst.display())))?;
-    let (buf, sha, size) = w.finish().map_err(|e| Error::io(format!("writing {}", dst.display()), e))?;
-    let file = buf.into_inner().map_err(|e| Error::io(format!("writing {}", dst.display()), e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io("syncing requantized file", e))?;
+    let mut w = HashingWriter::new(
+        BufWriter::with_capacity(1 << 20, out),
+        indicatif::ProgressBar::hidden(),
+    );
+    gguf_file::write(&mut w, &md, &ts)
+        .map_err(|e| load(format!("writing {}: {e}", dst.display())))?;
+    let (buf, sha, size) = w
+        .finish()
+        .map_err(|e| Error::io(format!("writing {}", dst.display()), e))?;
+    let file = buf
+        .into_inner()
+        .map_err(|e| Error::io(format!("writing {}", dst.display()), e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| Error::io("syncing requantized file", e))?;
     stats.sha256 = sha;
     stats.size = size;
     Ok(stats)

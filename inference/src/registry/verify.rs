@@ -49,9 +49,15 @@ fn mtime_of(meta: &std::fs::Metadata) -> Option<(u64, u32)> {
 }
 
 fn stamp_ok(file: &Path, meta: &std::fs::Metadata, sha256: &str) -> bool {
-    let Some((secs, nanos)) = mtime_of(meta) else { return false };
-    let Ok(text) = std::fs::read_to_string(stamp_path(file)) else { return false };
-    let Ok(stamp) = serde_json::from_str::<Stamp>(&text) else { return false };
+    let Some((secs, nanos)) = mtime_of(meta) else {
+        return false;
+    };
+    let Ok(text) = std::fs::read_to_string(stamp_path(file)) else {
+        return false;
+    };
+    let Ok(stamp) = serde_json::from_str::<Stamp>(&text) else {
+        return false;
+    };
     stamp.size == meta.len()
         && stamp.mtime_secs == secs
         && stamp.mtime_nanos == nanos
@@ -62,7 +68,12 @@ fn stamp_ok(file: &Path, meta: &std::fs::Metadata, sha256: &str) -> bool {
 pub(crate) fn write_stamp(file: &Path, sha256: &str) {
     let stamp = std::fs::metadata(file).ok().and_then(|meta| {
         let (mtime_secs, mtime_nanos) = mtime_of(&meta)?;
-        Some(Stamp { size: meta.len(), mtime_secs, mtime_nanos, sha256: sha256.to_ascii_lowercase() })
+        Some(Stamp {
+            size: meta.len(),
+            mtime_secs,
+            mtime_nanos,
+            sha256: sha256.to_ascii_lowercase(),
+        })
     });
     let Some(stamp) = stamp else { return };
     let path = stamp_path(file);
@@ -82,19 +93,36 @@ pub(crate) fn check(file: &Path, sha256: &str, size: u64, progress: bool) -> Res
     let meta = match std::fs::metadata(file) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Check::Missing),
-        Err(e) => return Err(Error::io(format!("reading metadata of {}", file.display()), e)),
+        Err(e) => {
+            return Err(Error::io(
+                format!("reading metadata of {}", file.display()),
+                e,
+            ))
+        }
     };
     if !meta.is_file() {
         return Ok(Check::Bad("not a regular file".into()));
     }
     if meta.len() != size {
-        let why = if meta.len() < size { "truncated or partial file" } else { "not the expected file" };
-        return Ok(Check::Bad(format!("size is {} bytes but {} bytes were expected ({why})", meta.len(), size)));
+        let why = if meta.len() < size {
+            "truncated or partial file"
+        } else {
+            "not the expected file"
+        };
+        return Ok(Check::Bad(format!(
+            "size is {} bytes but {} bytes were expected ({why})",
+            meta.len(),
+            size
+        )));
     }
     if stamp_ok(file, &meta, sha256) {
         return Ok(Check::Verified);
     }
-    tracing::info!("verifying sha256 of {} ({})", file.display(), human_bytes(size));
+    tracing::info!(
+        "verifying sha256 of {} ({})",
+        file.display(),
+        human_bytes(size)
+    );
     let started = std::time::Instant::now();
     let actual = hash_file(file, progress)?;
     tracing::debug!("hashed {} in {:.1?}", file.display(), started.elapsed());
@@ -103,7 +131,10 @@ pub(crate) fn check(file: &Path, sha256: &str, size: u64, progress: bool) -> Res
         Ok(Check::Verified)
     } else {
         remove_stamp(file);
-        Ok(Check::Bad(format!("sha256 is {actual} but {} was expected", sha256.to_ascii_lowercase())))
+        Ok(Check::Bad(format!(
+            "sha256 is {actual} but {} was expected",
+            sha256.to_ascii_lowercase()
+        )))
     }
 }
 
@@ -111,7 +142,10 @@ pub(crate) fn check(file: &Path, sha256: &str, size: u64, progress: bool) -> Res
 pub(crate) fn hash_file(path: &Path, progress: bool) -> Result<String> {
     let mut f = fs_err::File::open(path).map_err(|e| Error::io("hashing", e))?;
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let bar = bytes_bar(progress, len, format!("sha256 {name}"));
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -138,14 +172,23 @@ pub(crate) struct HashingWriter<W: Write> {
 
 impl<W: Write> HashingWriter<W> {
     pub(crate) fn new(inner: W, bar: ProgressBar) -> Self {
-        Self { inner, hasher: Sha256::new(), written: 0, bar }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+            bar,
+        }
     }
 
     /// Flush and return the inner writer, the hex sha256 and the byte count.
     pub(crate) fn finish(mut self) -> io::Result<(W, String, u64)> {
         self.inner.flush()?;
         self.bar.finish_and_clear();
-        Ok((self.inner, hex::encode(self.hasher.finalize()), self.written))
+        Ok((
+            self.inner,
+            hex::encode(self.hasher.finalize()),
+            self.written,
+        ))
     }
 }
 
@@ -168,7 +211,10 @@ impl<W: Write> Seek for HashingWriter<W> {
         match pos {
             SeekFrom::Current(0) => Ok(self.written),
             SeekFrom::Start(p) if p == self.written => Ok(self.written),
-            _ => Err(io::Error::new(io::ErrorKind::Unsupported, "HashingWriter cannot seek")),
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "HashingWriter cannot seek",
+            )),
         }
     }
 }
@@ -195,9 +241,10 @@ pub(crate) fn count_bar(show: bool, total: u64, msg: impl Into<String>) -> Progr
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{msg:32!} [{bar:36.cyan/blue}] {pos}/{len} {wide_msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{msg:32!} [{bar:36.cyan/blue}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     bar.set_style(style);
     bar.set_message(msg.into());
     bar
