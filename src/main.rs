@@ -399,7 +399,9 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
                 }
             }
         });
-        let app = server::router(state);
+        // [wiring] Product APIs (/api/...) from the rag and hotline crates are merged here.
+        let api = axum::Router::new();
+        let app = server::router(state, api);
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok::<_, anyhow::Error>(())

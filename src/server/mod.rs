@@ -80,7 +80,9 @@ impl AppState {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+/// The whole app: OpenAI routes + health/metrics + the product APIs in `api` (routes under
+/// `/api/...` built by the rag and hotline crates and merged in `main.rs`).
+pub fn router(state: Arc<AppState>, api: Router) -> Router {
     let v1 = Router::new()
         .route("/chat/completions", post(openai::chat_completions))
         .route("/embeddings", post(openai::embeddings))
@@ -88,6 +90,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .nest("/v1", v1)
+        .merge(api)
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
