@@ -90,14 +90,14 @@ pub fn router(state: Arc<AppState>, api: Router) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .nest("/v1", v1)
-        .merge(api)
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
+        .with_state(state.clone())
+        .merge(api)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
 }
 
 async fn health() -> Json<serde_json::Value> {
