@@ -14,6 +14,8 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub models: ModelsSection,
+    #[serde(default)]
+    pub tickets: zhengwu_hotline::tickets::TicketsConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

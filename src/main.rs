@@ -6,6 +6,7 @@
 //! - `zhengwu eval SUITE`: quality and speed suites writing report.json / report.md.
 
 mod config;
+mod kb_cli;
 mod server;
 
 use std::io::Write;
@@ -63,6 +64,8 @@ enum Command {
     },
     /// Run an evaluation suite and write report.json + report.md.
     Eval(zhengwu_eval::EvalArgs),
+    /// Knowledge base: ingest, list, delete, search (hit testing), ask.
+    Kb(kb_cli::KbArgs),
 }
 
 #[derive(Subcommand)]
@@ -128,6 +131,12 @@ struct ServeArgs {
     /// Generations allowed to wait; more get 429.
     #[arg(long, env = "ZHENGWU_MAX_QUEUED")]
     max_queued: Option<usize>,
+    /// Ticket database: sqlite:///path/tickets.db (default <data dir>/zhengwu/tickets.db) or postgres://...
+    #[arg(long, env = "ZHENGWU_TICKETS_DB")]
+    tickets_db: Option<String>,
+    /// Bearer key that lets agents see citizens' personal data in /api/tickets answers.
+    #[arg(long, env = "ZHENGWU_TICKETS_AGENT_KEY", hide_env_values = true)]
+    tickets_agent_key: Option<String>,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -234,6 +243,7 @@ fn main() -> anyhow::Result<()> {
         Command::Chat { prompt, system, max_tokens, temperature, models } => {
             chat_cmd(&prompt, system, max_tokens, temperature, &models, &file)
         }
+        Command::Kb(args) => kb_cli::run(args, &file),
         Command::Eval(args) => {
             let threads = args.threads.unwrap_or(1);
             init_threads(threads);
@@ -364,6 +374,13 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         "engine configuration"
     );
     let state = Arc::new(AppState::new(settings.chat.is_some(), settings.embedding.is_some(), api_key, limits));
+    // Speech (issue 4): whisper-base loads on the first /api/asr request, 1 whisper thread.
+    let asr = Arc::new(zhengwu_hotline::asr::http::AsrService::new(
+        settings.registry.clone(),
+        "whisper-base",
+        zhengwu_hotline::asr::WhisperConfig::default(),
+        1,
+    ));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let addr: SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("bad listen address {host}:{port}"))?;
@@ -400,7 +417,17 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             }
         });
         // [wiring] Product APIs (/api/...) from the rag and hotline crates are merged here.
-        let api = axum::Router::new();
+        let api = axum::Router::new().merge(zhengwu_hotline::asr::http::router(asr));
+        let mut tickets_cfg = file.tickets.clone();
+        tickets_cfg.db = args.tickets_db.clone().or(tickets_cfg.db);
+        tickets_cfg.agent_key = args.tickets_agent_key.clone().or(tickets_cfg.agent_key);
+        let tickets = zhengwu_hotline::tickets::TicketService::from_config(&tickets_cfg).await.context("opening the ticket store")?;
+        let api = api.merge(zhengwu_hotline::tickets::http::routes(Arc::new(tickets)));
+        let api = api.merge(zhengwu_rag::http::routes(
+            zhengwu_rag::http::RagConfig::from_env(),
+            { let s = state.clone(); move || s.embedder.get().cloned() },
+            { let s = state.clone(); move || s.generator.get().cloned() },
+        ));
         let app = server::router(state, api);
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shut down");

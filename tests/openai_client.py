@@ -11,7 +11,10 @@ from openai import OpenAI
 base, chat_model, embed_model = sys.argv[1], sys.argv[2], sys.argv[3]
 client = OpenAI(base_url=base + "/v1", api_key="not-needed", max_retries=0, timeout=600)
 
-messages = [{"role": "user", "content": "中国的首都是哪里？请只回答城市名。"}]
+messages = [
+    {"role": "system", "content": "你是政务服务助手，回答简洁准确。"},
+    {"role": "user", "content": "中国的首都是哪里？请只回答城市名。"},
+]
 
 resp = client.chat.completions.create(model=chat_model, messages=messages, temperature=0, max_tokens=16)
 text = resp.choices[0].message.content

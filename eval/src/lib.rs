@@ -4,7 +4,9 @@
 //! (tables, SVG plots where a picture helps) into `--out`. `--data` takes a folder laid out
 //! like `../shared/data`; later issues add their suites here and name their metrics.
 
+pub mod asr;
 pub mod llm_speed;
+pub mod rag;
 pub mod report;
 
 use std::path::PathBuf;
@@ -47,6 +49,10 @@ pub struct EvalArgs {
     /// Model registry file.
     #[arg(long, default_value = "models.toml")]
     pub models_toml: PathBuf,
+    /// `rag` suite: also answer this many questions (and as many out-of-scope ones) with the
+    /// chat model (first of `--models`, default the 1.5B); 0 = retrieval only.
+    #[arg(long, default_value_t = 0)]
+    pub rag_answers: usize,
     /// Internal: run one model's measurement in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: bool,
@@ -55,6 +61,8 @@ pub struct EvalArgs {
 pub const SUITES: &[(&str, &str)] = &[
     ("llm", "chat-model speed: prefill/decode tok/s, peak RSS, bandwidth, ratio to llama.cpp"),
     ("embed", "embedding speed: texts/s and tokens/s for the e5 model"),
+    ("rag", "knowledge base: recall@1/5, MRR@10 of dense, sparse, hybrid retrieval on rag/ncp_policy"),
+    ("asr", "speech: CER, real-time factor, peak RSS of whisper-base on asr/aishell_sample"),
 ];
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
@@ -72,6 +80,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
     let report = match suite {
         "llm" => llm_speed::run(args)?,
         "embed" => llm_speed::run_embed(args)?,
+        "rag" => rag::run(args)?,
+        "asr" => asr::run(args)?,
         other => bail!("unknown suite `{other}`; run `zhengwu eval` to list them"),
     };
     report.write(&out)?;

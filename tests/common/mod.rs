@@ -9,7 +9,7 @@ pub const CHAT_MODEL: &str = "qwen2.5-0.5b-instruct";
 pub const EMBED_MODEL: &str = "multilingual-e5-small";
 
 pub struct Server {
-    child: Child,
+    pub child: Child,
     pub base: String,
 }
 
@@ -24,10 +24,21 @@ impl Server {
     /// Start `zhengwu serve --port 0 <args>` and wait until `/ready` answers 200
     /// (or `/health` when `wait_ready` is false).
     pub fn start(args: &[&str], wait_ready: bool) -> Server {
+        Self::start_with_env(args, &[], wait_ready)
+    }
+
+    /// Like [`Server::start`] with extra environment variables (and global args before `serve`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)], wait_ready: bool) -> Server {
+        let (global, args): (Vec<&str>, Vec<&str>) = match args.iter().position(|a| *a == "serve") {
+            Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
+            None => (Vec::new(), args.to_vec()),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_zhengwu"))
+            .args(&global)
+            .envs(env.iter().copied())
             .arg("serve")
             .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(args)
+            .args(&args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

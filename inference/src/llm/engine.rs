@@ -106,6 +106,7 @@ impl LlmEngine {
             hidden = model.config.hidden,
             context = model.config.context_length,
             weight_mb = weight_bytes / 1_000_000,
+            q8_kernel = model.fast_q8,
             "chat model loaded"
         );
         let shared = Arc::new(Shared {

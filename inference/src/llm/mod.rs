@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod model;
+pub mod q8;
 pub mod text;
 
 pub use engine::{EngineOptions, LlmEngine};

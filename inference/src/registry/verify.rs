@@ -161,6 +161,11 @@ pub(crate) fn hash_file(path: &Path, progress: bool) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// sha256 (lower-case hex) of bytes in memory.
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
 /// A writer that hashes and counts everything written through it. It supports only
 /// `stream_position()` as a seek (what candle's GGUF writer needs), never moving.
 pub(crate) struct HashingWriter<W: Write> {

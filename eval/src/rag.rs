@@ -1,0 +1,248 @@
+//! `rag` suite: retrieval quality of the knowledge base on `rag/ncp_policy_*.jsonl`.
+//!
+//! The 599 policy documents are ingested (chunked, e5 + BM25) into a fresh temporary embedded
+//! store; every question of `ncp_policy_qa.jsonl` is searched with dense, sparse and hybrid
+//! (RRF) retrieval. A hit is a chunk of the question's gold `docid`. Metrics:
+//! `rag.<mode>.recall@1`, `.recall@5`, `.mrr@10`, `.latency_p50_ms`, `.latency_p95_ms`;
+//! `rag.ingest.chunks_per_s`. With `--rag-answers N` the first N questions are also answered
+//! with the chat model (`--models`, default the 1.5B): `rag.answer.containment` (gold answer
+//! text inside the answer), `rag.answer.char_f1`, and `rag.refusal.out_of_scope` (share of N
+//! questions from `dispatch/msgabench_nlu_dept.jsonl` that are refused).
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::Value;
+use zhengwu_inference::registry::Registry;
+use zhengwu_rag::answer::{AnswerKind, Answerer, AskRequest};
+use zhengwu_rag::document::{content_hash, DocMeta};
+use zhengwu_rag::edge::EdgeStore;
+use zhengwu_rag::kb::{Progress, SourceDoc};
+use zhengwu_rag::store::EntryKind;
+use zhengwu_rag::{KnowledgeBase, Mode, SearchRequest};
+
+use crate::report::{bar_chart_svg, fmt_num, Report};
+use crate::EvalArgs;
+
+fn read_jsonl(p: &Path) -> anyhow::Result<Vec<Value>> {
+    let f = fs_err::File::open(p)?;
+    std::io::BufReader::new(f)
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.as_ref().map(|l| !l.trim().is_empty()).unwrap_or(true))
+        .map(|(i, l)| serde_json::from_str::<Value>(&l?).with_context(|| format!("{} line {}", p.display(), i + 1)))
+        .collect()
+}
+
+fn s(v: &Value, key: &str) -> String {
+    v.get(key).and_then(|x| x.as_str()).unwrap_or_default().to_string()
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let idx = ((v.len() - 1) as f64 * p).round() as usize;
+    v[idx]
+}
+
+/// Character-level F1 (whitespace and punctuation ignored).
+pub fn char_f1(pred: &str, gold: &str) -> f64 {
+    let keep = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).collect::<Vec<char>>();
+    let (p, g) = (keep(pred), keep(gold));
+    if p.is_empty() || g.is_empty() {
+        return 0.0;
+    }
+    let mut counts: HashMap<char, i64> = HashMap::new();
+    for c in &g {
+        *counts.entry(*c).or_default() += 1;
+    }
+    let mut common = 0;
+    for c in &p {
+        if let Some(n) = counts.get_mut(c) {
+            if *n > 0 {
+                *n -= 1;
+                common += 1;
+            }
+        }
+    }
+    if common == 0 {
+        return 0.0;
+    }
+    let prec = common as f64 / p.len() as f64;
+    let rec = common as f64 / g.len() as f64;
+    2.0 * prec * rec / (prec + rec)
+}
+
+fn normalise(s: &str) -> String {
+    s.chars().filter(|c| c.is_alphanumeric()).collect()
+}
+
+pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
+    let docs_path = args.data.join("rag/ncp_policy_docs.jsonl");
+    let qa_path = args.data.join("rag/ncp_policy_qa.jsonl");
+    let docs = read_jsonl(&docs_path)?;
+    let qa = read_jsonl(&qa_path)?;
+    let registry = Registry::load(&args.models_toml)?;
+    let e5_name = "multilingual-e5-small";
+    let e5 = zhengwu_inference::e5::E5Embedder::load(&registry.locate(e5_name)?, e5_name, &candle_core::Device::Cpu)?;
+    let dim = zhengwu_inference::Embedder::dim(&e5);
+
+    let dir = std::env::temp_dir().join(format!("zhengwu-rag-eval-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&dir);
+    let store = EdgeStore::open(&dir, dim)?;
+    let kb = Arc::new(KnowledgeBase::new(Arc::new(store), Arc::new(e5))?);
+
+    let sources: Vec<SourceDoc> = docs
+        .iter()
+        .map(|d| {
+            let text = s(d, "text");
+            SourceDoc {
+                doc_id: s(d, "docid"),
+                hash: content_hash(text.as_bytes()),
+                kind: EntryKind::Doc,
+                meta: DocMeta::default(),
+                body: text,
+                faq: None,
+            }
+        })
+        .filter(|d| !d.doc_id.is_empty() && !d.body.trim().is_empty())
+        .collect();
+    eprintln!("rag: ingesting {} documents into {}", sources.len(), dir.display());
+    let t = Instant::now();
+    let mut last = Instant::now();
+    let report_in = kb.ingest_docs(&sources, false, &mut |p| {
+        if let Progress::File { i, n, .. } = p {
+            if last.elapsed().as_secs() >= 15 || i == n {
+                eprintln!("rag: [{i}/{n}] {:.0}s", t.elapsed().as_secs_f64());
+                last = Instant::now();
+            }
+        }
+    })?;
+    let ingest_secs = t.elapsed().as_secs_f64();
+    let chunks = report_in.chunks_written;
+    eprintln!("rag: {chunks} chunks in {ingest_secs:.0}s");
+
+    let mut report = Report::new("RAG retrieval on ncp_policy (599 documents, 451 questions)");
+    report.metric("rag.ingest.documents", sources.len() as f64);
+    report.metric("rag.ingest.chunks", chunks as f64);
+    report.metric("rag.ingest.chunks_per_s", chunks as f64 / ingest_secs);
+
+    let questions: Vec<(String, String)> =
+        qa.iter().map(|q| (s(q, "question"), s(q, "docid"))).filter(|(q, d)| !q.is_empty() && !d.is_empty()).collect();
+    let mut table = String::from("| retriever | recall@1 | recall@5 | MRR@10 | p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|\n");
+    let mut bars = Vec::new();
+    for (mode, name) in [(Mode::Dense, "dense"), (Mode::Sparse, "sparse"), (Mode::Hybrid, "hybrid")] {
+        let (mut r1, mut r5, mut mrr) = (0.0, 0.0, 0.0);
+        let mut lat = Vec::with_capacity(questions.len());
+        for (q, gold) in &questions {
+            let mut req = SearchRequest::new(q.clone());
+            req.mode = mode;
+            req.limit = 10;
+            req.include_expired = true;
+            let t = Instant::now();
+            let hits = kb.search(&req)?;
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            if let Some(pos) = hits.iter().position(|h| &h.chunk.doc_id == gold) {
+                if pos == 0 {
+                    r1 += 1.0;
+                }
+                if pos < 5 {
+                    r5 += 1.0;
+                }
+                mrr += 1.0 / (pos + 1) as f64;
+            }
+        }
+        let n = questions.len().max(1) as f64;
+        let (r1, r5, mrr) = (r1 / n, r5 / n, mrr / n);
+        let (p50, p95) = (percentile(&mut lat, 0.5), percentile(&mut lat, 0.95));
+        report.metric(format!("rag.{name}.recall@1"), r1);
+        report.metric(format!("rag.{name}.recall@5"), r5);
+        report.metric(format!("rag.{name}.mrr@10"), mrr);
+        report.metric(format!("rag.{name}.latency_p50_ms"), p50);
+        report.metric(format!("rag.{name}.latency_p95_ms"), p95);
+        table.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} |\n",
+            fmt_num(r1),
+            fmt_num(r5),
+            fmt_num(mrr),
+            fmt_num(p50),
+            fmt_num(p95)
+        ));
+        bars.push((format!("{name} recall@5"), r5));
+        eprintln!("rag: {name}: recall@1 {r1:.3} recall@5 {r5:.3} mrr@10 {mrr:.3} (p50 {p50:.1} ms)");
+    }
+    report.section(format!(
+        "## Retrieval\n\n{} questions; a hit is any chunk of the gold document. Latency includes embedding the query (e5 on CPU) and, for hybrid, the per-retriever look-ups used for hit testing.\n\n{table}\n{}",
+        questions.len(),
+        bar_chart_svg("recall@5", &bars)
+    ));
+
+    if args.rag_answers > 0 {
+        answer_metrics(args, &registry, kb.clone(), &qa, &mut report)?;
+    }
+    drop(kb);
+    let _ = fs_err::remove_dir_all(&dir);
+    Ok(report)
+}
+
+fn answer_metrics(
+    args: &EvalArgs,
+    registry: &Registry,
+    kb: Arc<KnowledgeBase>,
+    qa: &[Value],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let model = args.models.first().cloned().unwrap_or_else(|| "qwen2.5-1.5b-instruct".into());
+    let engine = zhengwu_inference::llm::LlmEngine::load(
+        &registry.locate(&model)?,
+        &model,
+        &candle_core::Device::Cpu,
+        Default::default(),
+    )?;
+    let answerer = Answerer { kb, generator: Arc::new(engine), config: Default::default() };
+    let n = args.rag_answers;
+    let (mut contained, mut f1, mut refused) = (0.0, 0.0, 0.0);
+    let mut asked = 0.0;
+    for q in qa.iter().take(n) {
+        let gold = q.get("answer").and_then(|a| a.get("text")).and_then(|t| t.as_str()).unwrap_or_default();
+        let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160) };
+        let a = answerer.ask_blocking(&ask)?;
+        asked += 1.0;
+        if a.kind == AnswerKind::Refusal {
+            refused += 1.0;
+        }
+        if !gold.is_empty() && normalise(&a.answer).contains(&normalise(gold)) {
+            contained += 1.0;
+        }
+        f1 += char_f1(&a.answer, gold);
+    }
+    let asked = f64::max(asked, 1.0);
+    report.metric("rag.answer.containment", contained / asked);
+    report.metric("rag.answer.char_f1", f1 / asked);
+    report.metric("rag.answer.refusal_in_scope", refused / asked);
+    // Out of scope: hotline questions of another domain (should be refused).
+    let oos_path = args.data.join("dispatch/msgabench_nlu_dept.jsonl");
+    let mut oos_refused = 0.0;
+    let mut oos_n = 0.0;
+    if oos_path.is_file() {
+        for q in read_jsonl(&oos_path)?.iter().take(n) {
+            let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160) };
+            let a = answerer.ask_blocking(&ask)?;
+            oos_n += 1.0;
+            if a.kind == AnswerKind::Refusal {
+                oos_refused += 1.0;
+            }
+        }
+        report.metric("rag.refusal.out_of_scope", oos_refused / f64::max(oos_n, 1.0));
+    }
+    report.section(format!(
+        "## Answers\n\nModel `{model}`, first {n} questions (greedy, max 160 tokens). Out-of-scope: first {oos_n} questions of dispatch/msgabench_nlu_dept.jsonl."
+    ));
+    Ok(())
+}

@@ -1,0 +1,472 @@
+//! Documents and FAQ entries: reading files into text plus metadata.
+//!
+//! Supported: Markdown (`.md`), plain text (`.txt`), HTML (`.html`/`.htm`, tags stripped, headings
+//! kept as Markdown headings), DOCX (`.docx`, paragraphs of `word/document.xml`), FAQ files
+//! (`.jsonl` with one `{"question", "answer", "department", "region", ...}` per line).
+//!
+//! Metadata comes from front matter at the top of Markdown/TXT files:
+//!
+//! ```text
+//! ---
+//! title: 居住证办理指南
+//! 发文机关: 某市公安局          (or agency)
+//! 文号: 某公通〔2024〕5号        (or doc_number)
+//! region: 某市                  (or 地区)
+//! effective: 2024-01-01         (or 生效日期)
+//! expiry: 2028-12-31            (or 失效日期)
+//! category: 户籍               (or 分类)
+//! source: https://example.gov.cn/...   (or url / source_url)
+//! ---
+//! ```
+//!
+//! or from a sidecar file `NAME.meta` (same `key: value` lines) for formats without front matter.
+
+use std::io::Read;
+use std::path::Path;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Metadata of a document (all optional but the title, which falls back to the file name).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DocMeta {
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+}
+
+/// One FAQ entry, answered verbatim when a question matches it closely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaqEntry {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub question: String,
+    pub answer: String,
+    #[serde(default)]
+    pub department: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// What a file turned into.
+#[derive(Debug, Clone)]
+pub enum Loaded {
+    Document { meta: DocMeta, body: String },
+    Faq(Vec<FaqEntry>),
+}
+
+/// File extensions the loader understands.
+pub const SUPPORTED: &[&str] = &["md", "markdown", "txt", "html", "htm", "docx", "jsonl"];
+
+/// Hex SHA-256 of bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Parse `YYYY-MM-DD` (also `YYYY/MM/DD`, `YYYY年M月D日`).
+pub fn parse_date(s: &str) -> Result<NaiveDate> {
+    let t = s.trim();
+    let norm: String = t
+        .replace('年', "-")
+        .replace('月', "-")
+        .replace('日', "")
+        .replace('/', "-")
+        .replace('.', "-");
+    NaiveDate::parse_from_str(&norm, "%Y-%m-%d").map_err(|_| Error::invalid(format!("bad date `{t}` (use YYYY-MM-DD)")))
+}
+
+fn unquote(v: &str) -> &str {
+    let v = v.trim();
+    for q in ['"', '\'', '“'] {
+        let close = if q == '“' { '”' } else { q };
+        if v.len() >= 2 && v.starts_with(q) && v.ends_with(close) {
+            return &v[q.len_utf8()..v.len() - close.len_utf8()];
+        }
+    }
+    v
+}
+
+/// Apply `key: value` lines to `meta`. Unknown keys are an error (a typo must not silently
+/// drop a filter field).
+fn apply_meta_lines(meta: &mut DocMeta, text: &str, path: &Path) -> Result<()> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once(':').or_else(|| line.split_once('：')) else {
+            return Err(Error::document(path, format!("front matter line {}: expected `key: value`, got `{line}`", n + 1)));
+        };
+        let v = unquote(v).to_string();
+        let opt = |v: String| if v.is_empty() { None } else { Some(v) };
+        let date = |v: &str| -> Result<Option<NaiveDate>> {
+            if v.is_empty() {
+                Ok(None)
+            } else {
+                parse_date(v).map(Some).map_err(|e| Error::document(path, format!("front matter `{}`: {e}", k.trim())))
+            }
+        };
+        match k.trim() {
+            "title" | "标题" => meta.title = v,
+            "agency" | "发文机关" | "issuer" => meta.agency = opt(v),
+            "doc_number" | "文号" | "number" => meta.doc_number = opt(v),
+            "region" | "地区" | "区域" => meta.region = opt(v),
+            "effective" | "生效日期" | "effective_date" => meta.effective = date(&v)?,
+            "expiry" | "失效日期" | "expiry_date" | "expires" => meta.expiry = date(&v)?,
+            "category" | "分类" => meta.category = opt(v),
+            "source" | "url" | "source_url" | "来源" => meta.source_url = opt(v),
+            other => {
+                return Err(Error::document(path, format!("front matter: unknown key `{other}`")));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (meta.effective, meta.expiry) {
+        if b < a {
+            return Err(Error::document(path, format!("expiry {b} is before effective {a}")));
+        }
+    }
+    Ok(())
+}
+
+/// Split `---\n...\n---\n` front matter off `text`.
+fn split_front_matter(text: &str) -> Option<(&str, &str)> {
+    let t = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let rest = t.strip_prefix("---\n").or_else(|| t.strip_prefix("---\r\n"))?;
+    let mut pos = 0;
+    for line in rest.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            return Some((&rest[..pos], &rest[pos + line.len()..]));
+        }
+        pos += line.len();
+    }
+    None
+}
+
+/// Read one file. `bytes` are its contents (already read, so the caller can hash them).
+pub fn load(path: &Path, bytes: &[u8]) -> Result<Loaded> {
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("untitled").to_string();
+    let utf8 = || -> Result<&str> {
+        std::str::from_utf8(bytes).map_err(|e| Error::document(path, format!("not UTF-8 text ({e})")))
+    };
+    let mut meta = DocMeta::default();
+    let body = match ext.as_str() {
+        "md" | "markdown" | "txt" => {
+            let text = utf8()?;
+            match split_front_matter(text) {
+                Some((fm, body)) => {
+                    apply_meta_lines(&mut meta, fm, path)?;
+                    body.to_string()
+                }
+                None => text.strip_prefix('\u{feff}').unwrap_or(text).to_string(),
+            }
+        }
+        "html" | "htm" => {
+            let (title, body) = html_to_text(utf8()?);
+            if let Some(t) = title {
+                meta.title = t;
+            }
+            body
+        }
+        "docx" => docx_to_text(bytes).map_err(|e| Error::document(path, e))?,
+        "jsonl" => return load_faq(path, utf8()?).map(Loaded::Faq),
+        "" => return Err(Error::document(path, "no file extension; supported: .md .txt .html .docx .jsonl")),
+        other => {
+            return Err(Error::document(
+                path,
+                format!("unsupported file type .{other} (supported: {})", SUPPORTED.join(", ")),
+            ))
+        }
+    };
+    // Sidecar metadata overrides what the file itself said.
+    let sidecar = path.with_file_name(format!("{}.meta", path.file_name().and_then(|n| n.to_str()).unwrap_or("")));
+    if sidecar.is_file() {
+        let text = fs_err::read_to_string(&sidecar)?;
+        apply_meta_lines(&mut meta, &text, &sidecar)?;
+    }
+    if meta.title.trim().is_empty() {
+        meta.title = first_heading(&body).unwrap_or(stem);
+    }
+    if body.trim().is_empty() {
+        return Err(Error::document(path, "no text in the document"));
+    }
+    Ok(Loaded::Document { meta, body })
+}
+
+fn first_heading(body: &str) -> Option<String> {
+    body.lines().find_map(|l| l.strip_prefix("# ").map(|t| t.trim().to_string()))
+}
+
+fn load_faq(path: &Path, text: &str) -> Result<Vec<FaqEntry>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: FaqEntry = serde_json::from_str(line)
+            .map_err(|err| Error::document(path, format!("line {}: not a FAQ entry ({err})", n + 1)))?;
+        if e.question.trim().is_empty() || e.answer.trim().is_empty() {
+            return Err(Error::document(path, format!("line {}: empty question or answer", n + 1)));
+        }
+        out.push(e);
+    }
+    if out.is_empty() {
+        return Err(Error::document(path, "no FAQ entries"));
+    }
+    Ok(out)
+}
+
+/// Decode the few HTML entities policy pages use.
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail.find(';').filter(|&e| e <= 10);
+        let (rep, used) = match end.map(|e| &tail[1..e]) {
+            Some("nbsp") => (Some(' '), end),
+            Some("lt") => (Some('<'), end),
+            Some("gt") => (Some('>'), end),
+            Some("amp") => (Some('&'), end),
+            Some("quot") => (Some('"'), end),
+            Some("apos") | Some("#39") => (Some('\''), end),
+            Some("ldquo") => (Some('“'), end),
+            Some("rdquo") => (Some('”'), end),
+            Some(code) if code.starts_with('#') => {
+                let n = code.strip_prefix("#x").or_else(|| code.strip_prefix("#X"));
+                let v = match n {
+                    Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                    None => code[1..].parse().ok(),
+                };
+                (v.and_then(char::from_u32), end)
+            }
+            _ => (None, None),
+        };
+        match (rep, used) {
+            (Some(c), Some(e)) => {
+                out.push(c);
+                rest = &tail[e + 1..];
+            }
+            _ => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Strip tags; block elements end lines; `<h1>`..`<h6>` become Markdown headings; script/style
+/// dropped. Returns (the `<title>`, text).
+pub fn html_to_text(html: &str) -> (Option<String>, String) {
+    let mut out = String::new();
+    let mut title = None;
+    let mut rest = html;
+    let mut skip_until: Option<&str> = None;
+    let mut in_title = false;
+    let mut title_buf = String::new();
+    while !rest.is_empty() {
+        let Some(lt) = rest.find('<') else {
+            if skip_until.is_none() {
+                out.push_str(&decode_entities(rest));
+            }
+            break;
+        };
+        let text = &rest[..lt];
+        if skip_until.is_none() {
+            if in_title {
+                title_buf.push_str(text);
+            } else {
+                out.push_str(&decode_entities(&text.replace(['\n', '\r'], " ")));
+            }
+        }
+        let after = &rest[lt..];
+        let Some(gt) = after.find('>') else { break };
+        let tag = after[1..gt].trim();
+        rest = &after[gt + 1..];
+        let closing = tag.starts_with('/');
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        if let Some(end) = skip_until {
+            if closing && name == end {
+                skip_until = None;
+            }
+            continue;
+        }
+        match name.as_str() {
+            "script" | "style" | "noscript" if !closing => {
+                skip_until = Some(match name.as_str() {
+                    "script" => "script",
+                    "style" => "style",
+                    _ => "noscript",
+                })
+            }
+            "title" => {
+                in_title = !closing;
+                if closing {
+                    let t = decode_entities(title_buf.trim());
+                    if !t.is_empty() {
+                        title = Some(t);
+                    }
+                }
+            }
+            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                out.push('\n');
+                if !closing {
+                    let level = name[1..].parse::<usize>().unwrap_or(1);
+                    out.push_str(&"#".repeat(level));
+                    out.push(' ');
+                }
+            }
+            "li" if !closing => out.push_str("\n- "),
+            "p" | "div" | "br" | "tr" | "li" | "ul" | "ol" | "table" | "section" | "article" | "blockquote" => {
+                out.push('\n')
+            }
+            "td" | "th" => out.push(' '),
+            _ => {}
+        }
+    }
+    // Tidy: trimmed, non-empty lines (each is a paragraph, heading or list item).
+    let tidy: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    (title, tidy.join("\n"))
+}
+
+/// Text of a DOCX: one line per `<w:p>`, text from `<w:t>`, tabs and breaks kept.
+pub fn docx_to_text(bytes: &[u8]) -> std::result::Result<String, String> {
+    let reader = std::io::Cursor::new(bytes);
+    let mut zip = zip::ZipArchive::new(reader).map_err(|e| format!("not a DOCX (zip) file: {e}"))?;
+    let mut xml = String::new();
+    zip.by_name("word/document.xml")
+        .map_err(|e| format!("DOCX without word/document.xml: {e}"))?
+        .read_to_string(&mut xml)
+        .map_err(|e| format!("reading word/document.xml: {e}"))?;
+    let mut out = String::new();
+    let mut rest = xml.as_str();
+    let mut in_text = false;
+    while let Some(lt) = rest.find('<') {
+        if in_text {
+            out.push_str(&decode_entities(&rest[..lt]));
+        }
+        let after = &rest[lt..];
+        let Some(gt) = after.find('>') else { break };
+        let tag = &after[1..gt];
+        rest = &after[gt + 1..];
+        let self_closing = tag.ends_with('/');
+        let name = tag.split(|c: char| c.is_whitespace() || c == '/').find(|s| !s.is_empty()).unwrap_or("");
+        match (tag.starts_with('/'), name) {
+            (false, "w:t") if !self_closing => in_text = true,
+            (true, _) if tag == "/w:t" => in_text = false,
+            (true, _) if tag == "/w:p" => out.push('\n'),
+            (false, "w:tab") => out.push('\t'),
+            (false, "w:br") => out.push('\n'),
+            _ => {}
+        }
+    }
+    if out.trim().is_empty() {
+        return Err("DOCX has no text".into());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn front_matter_is_parsed_and_removed() {
+        let text = "---\ntitle: 居住证办理指南\n发文机关: 某市公安局\n文号: 某公通〔2024〕5号\nregion: 某市\neffective: 2024-01-01\nexpiry: 2028年12月31日\ncategory: 户籍\nsource: https://example.gov.cn/a\n---\n# 居住证\n正文。\n";
+        let Loaded::Document { meta, body } = load(&PathBuf::from("a.md"), text.as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(meta.title, "居住证办理指南");
+        assert_eq!(meta.agency.as_deref(), Some("某市公安局"));
+        assert_eq!(meta.doc_number.as_deref(), Some("某公通〔2024〕5号"));
+        assert_eq!(meta.effective, Some(NaiveDate::from_ymd_opt(2024, 1, 1).unwrap()));
+        assert_eq!(meta.expiry, Some(NaiveDate::from_ymd_opt(2028, 12, 31).unwrap()));
+        assert_eq!(meta.source_url.as_deref(), Some("https://example.gov.cn/a"));
+        assert_eq!(body, "# 居住证\n正文。\n");
+    }
+
+    #[test]
+    fn bad_metadata_is_reported_with_the_file_name() {
+        for (text, needle) in [
+            ("---\ntitel: x\n---\nbody", "unknown key `titel`"),
+            ("---\neffective: 2024-13-01\n---\nbody", "bad date"),
+            ("---\neffective: 2024-02-01\nexpiry: 2024-01-01\n---\nbody", "before effective"),
+        ] {
+            let err = load(&PathBuf::from("dir/bad.md"), text.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains("dir/bad.md") && err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn unsupported_and_binary_files_are_errors() {
+        let err = load(&PathBuf::from("x.pdf"), b"%PDF-1.4").unwrap_err().to_string();
+        assert!(err.contains("x.pdf") && err.contains("unsupported"), "{err}");
+        let err = load(&PathBuf::from("x.txt"), &[0xff, 0xfe, 0x00]).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+        let err = load(&PathBuf::from("x.docx"), b"not a zip").unwrap_err().to_string();
+        assert!(err.contains("x.docx") && err.contains("zip"), "{err}");
+    }
+
+    #[test]
+    fn html_keeps_headings_and_drops_scripts() {
+        let html = "<html><head><title>社保卡办理</title><script>var a='<p>x</p>';</script></head><body><h1>社保卡</h1><p>持身份证到银行网点办理&nbsp;即可。</p><ul><li>身份证</li><li>照片</li></ul></body></html>";
+        let (title, text) = html_to_text(html);
+        assert_eq!(title.as_deref(), Some("社保卡办理"));
+        assert_eq!(text, "# 社保卡\n持身份证到银行网点办理 即可。\n- 身份证\n- 照片");
+    }
+
+    #[test]
+    fn docx_paragraphs_become_lines() {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut w = zip::ZipWriter::new(&mut buf);
+            w.start_file("word/document.xml", zip::write::SimpleFileOptions::default()).unwrap();
+            use std::io::Write;
+            w.write_all(
+                "<w:document><w:body><w:p><w:r><w:t>第一条</w:t></w:r><w:r><w:t xml:space=\"preserve\"> 总则&amp;目的</w:t></w:r></w:p><w:p><w:r><w:t>第二条 适用范围</w:t></w:r></w:p></w:body></w:document>"
+                    .as_bytes(),
+            )
+            .unwrap();
+            w.finish().unwrap();
+        }
+        assert_eq!(docx_to_text(buf.get_ref()).unwrap(), "第一条 总则&目的\n第二条 适用范围\n");
+    }
+
+    #[test]
+    fn faq_lines_are_validated() {
+        let ok = "{\"question\":\"社保卡丢了怎么办？\",\"answer\":\"先挂失再补办。\",\"department\":\"人社局\"}\n";
+        let Loaded::Faq(v) = load(&PathBuf::from("faq.jsonl"), ok.as_bytes()).unwrap() else { panic!() };
+        assert_eq!(v[0].department.as_deref(), Some("人社局"));
+        let err = load(&PathBuf::from("faq.jsonl"), b"{\"question\":\"q\"}\n").unwrap_err().to_string();
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

@@ -1,0 +1,415 @@
+//! HTTP routes of the knowledge base, merged into the server's `/api`:
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/ask` | grounded answer (JSON), or an SSE stream with `"stream": true` |
+//! | `GET/POST /api/kb/search` | hit testing: the ranked chunks the answer path uses, scores per retriever |
+//! | `GET /api/kb/documents` | stored documents |
+//! | `GET /api/kb/status` | readiness, counts, the last ingest report |
+//!
+//! The models load in the background; these routes answer 503 until the embedding model (and,
+//! for `/api/ask`, the chat model) is ready. The store is opened on the first `/api` request; with
+//! auto-ingest on (`ZHENGWU_KB_AUTO_INGEST=1`), the knowledge-base folder is synced into the
+//! store (incrementally) as soon as the embedder is there.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_stream::wrappers::ReceiverStream;
+use zhengwu_inference::{Embedder, GenerationEvent, GenerationRequest, Generator};
+
+use crate::answer::{ai_marker, finish, AnswerConfig, Answerer, AskRequest, Plan, Timings};
+use crate::edge::EdgeStore;
+use crate::error::Error;
+use crate::kb::{IngestOptions, IngestReport, KnowledgeBase, Mode, SearchRequest};
+use crate::store::KbFilter;
+
+/// Where the knowledge base lives and how it answers.
+#[derive(Debug, Clone)]
+pub struct RagConfig {
+    /// Documents and FAQ files (`knowledge-base/policy`).
+    pub docs_dir: PathBuf,
+    /// The vector store directory (default `knowledge-base/.index`).
+    pub store_dir: PathBuf,
+    /// Sync `docs_dir` into the store when the server starts.
+    pub auto_ingest: bool,
+    pub answer: AnswerConfig,
+}
+
+impl RagConfig {
+    /// `ZHENGWU_KB_DIR` (default `knowledge-base/policy`), `ZHENGWU_KB_STORE` (default
+    /// `knowledge-base/.index`), `ZHENGWU_KB_AUTO_INGEST=1` to sync the folder at start-up.
+    pub fn from_env() -> Self {
+        let docs_dir =
+            PathBuf::from(std::env::var("ZHENGWU_KB_DIR").unwrap_or_else(|_| "knowledge-base/policy".into()));
+        let store_dir = std::env::var("ZHENGWU_KB_STORE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from("knowledge-base/.index"));
+        // Off by default: every `serve` (tests start many) would otherwise write the store.
+        let auto_ingest = std::env::var("ZHENGWU_KB_AUTO_INGEST").is_ok_and(|v| v == "1" || v == "true");
+        Self { docs_dir, store_dir, auto_ingest, answer: AnswerConfig::default() }
+    }
+}
+
+type Provider<T> = Arc<dyn Fn() -> Option<Arc<T>> + Send + Sync>;
+
+pub struct RagState {
+    config: RagConfig,
+    embedder: Provider<dyn Embedder>,
+    generator: Provider<dyn Generator>,
+    kb: Mutex<Option<Arc<KnowledgeBase>>>,
+    open_error: OnceLock<String>,
+    last_ingest: Mutex<Option<Result<IngestReport, String>>>,
+}
+
+impl RagState {
+    /// The knowledge base, opened on first use once the embedder is loaded.
+    fn kb(&self) -> Result<Arc<KnowledgeBase>, ApiError> {
+        if let Some(e) = self.open_error.get() {
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "kb_unavailable", e.clone()));
+        }
+        let mut slot = self.kb.lock().map_err(|_| ApiError::internal("knowledge base lock poisoned"))?;
+        if let Some(kb) = slot.as_ref() {
+            return Ok(kb.clone());
+        }
+        let embedder = (self.embedder)().ok_or_else(|| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the embedding model is still loading")
+        })?;
+        let store = EdgeStore::open(&self.config.store_dir, embedder.dim()).map_err(|e| {
+            let msg = format!("opening the knowledge-base store: {e}");
+            let _ = self.open_error.set(msg.clone());
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "kb_unavailable", msg)
+        })?;
+        let kb = Arc::new(KnowledgeBase::new(Arc::new(store), embedder).map_err(ApiError::from)?);
+        *slot = Some(kb.clone());
+        Ok(kb)
+    }
+
+    fn answerer(&self) -> Result<Answerer, ApiError> {
+        let kb = self.kb()?;
+        let generator = (self.generator)().ok_or_else(|| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the chat model is still loading (or not configured)")
+        })?;
+        Ok(Answerer { kb, generator, config: self.config.answer.clone() })
+    }
+}
+
+/// The `/api` routes. `embedder` and `generator` return the models once they are loaded.
+pub fn routes(
+    config: RagConfig,
+    embedder: impl Fn() -> Option<Arc<dyn Embedder>> + Send + Sync + 'static,
+    generator: impl Fn() -> Option<Arc<dyn Generator>> + Send + Sync + 'static,
+) -> Router {
+    let auto = config.auto_ingest;
+    let state = Arc::new(RagState {
+        config,
+        embedder: Arc::new(embedder),
+        generator: Arc::new(generator),
+        kb: Mutex::new(None),
+        open_error: OnceLock::new(),
+        last_ingest: Mutex::new(None),
+    });
+    if auto {
+        spawn_auto_ingest(Arc::downgrade(&state));
+    }
+    Router::new()
+        .route("/api/ask", post(ask))
+        .route("/api/kb/search", get(search_get).post(search_post))
+        .route("/api/kb/documents", get(documents))
+        .route("/api/kb/status", get(status))
+        .with_state(state)
+}
+
+fn spawn_auto_ingest(state: std::sync::Weak<RagState>) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        tracing::warn!("no tokio runtime: knowledge-base auto-ingest disabled");
+        return;
+    };
+    handle.spawn(async move {
+        loop {
+            let Some(s) = state.upgrade() else { return };
+            if (s.embedder)().is_some() {
+                break;
+            }
+            drop(s);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let Some(s) = state.upgrade() else { return };
+        let res = tokio::task::spawn_blocking(move || {
+            let kb = s.kb().map_err(|e| e.message.clone())?;
+            let dir = s.config.docs_dir.clone();
+            if !dir.is_dir() {
+                return Err(format!("{} is not a directory; nothing ingested", dir.display()));
+            }
+            let report = kb
+                .ingest_dir(&dir, &IngestOptions::default(), &mut |_| {})
+                .map_err(|e| format!("ingesting {}: {e}", dir.display()));
+            match &report {
+                Ok(r) => tracing::info!(summary = %r.summary(), "knowledge base synced"),
+                Err(e) => tracing::error!(error = %e, "knowledge-base ingest failed"),
+            }
+            if let Ok(mut slot) = s.last_ingest.lock() {
+                *slot = Some(report.clone());
+            }
+            report.map(|_| ())
+        })
+        .await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(error = %e, "knowledge-base auto-ingest");
+        }
+    });
+}
+
+/// JSON error `{"error": {"message", "type", "code"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+    fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        use zhengwu_inference::Error as M;
+        match &e {
+            Error::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e.to_string()),
+            Error::Model(M::Overloaded { .. }) => Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()),
+            Error::Model(M::ContextOverflow { .. }) | Error::Model(M::Invalid(_)) => {
+                Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+            }
+            _ => Self::internal(e.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        Self::new(r.status(), "invalid_json", r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = if self.status.is_server_error() { "server_error" } else { "invalid_request_error" };
+        let body = json!({"error": {"message": self.message, "type": kind, "code": self.code}});
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
+}
+
+/// Query string of `GET /api/kb/search`.
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    q: String,
+    mode: Option<String>,
+    limit: Option<usize>,
+    region: Option<String>,
+    agency: Option<String>,
+    category: Option<String>,
+    /// Validity date `YYYY-MM-DD` (default today).
+    date: Option<String>,
+    #[serde(default)]
+    include_expired: bool,
+}
+
+async fn search_get(State(s): State<Arc<RagState>>, q: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+    let Query(p) = q.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))?;
+    let mode: Mode = p.mode.as_deref().unwrap_or("hybrid").parse().map_err(ApiError::from)?;
+    let valid_on = p.date.as_deref().map(crate::document::parse_date).transpose().map_err(ApiError::from)?;
+    let req = SearchRequest {
+        query: p.q,
+        mode,
+        limit: p.limit.unwrap_or(5),
+        filter: KbFilter { region: p.region, agency: p.agency, category: p.category, valid_on, ..Default::default() },
+        include_expired: p.include_expired,
+    };
+    run_search(s, req).await
+}
+
+async fn search_post(State(s): State<Arc<RagState>>, body: Result<Json<SearchRequest>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    run_search(s, req).await
+}
+
+async fn run_search(s: Arc<RagState>, req: SearchRequest) -> Result<Response, ApiError> {
+    let hits = blocking(move || {
+        let kb = s.kb()?;
+        let hits = kb.search(&req)?;
+        Ok(json!({"query": req.query, "mode": req.mode, "hits": hits}))
+    })
+    .await?;
+    Ok(Json(hits).into_response())
+}
+
+async fn documents(State(s): State<Arc<RagState>>) -> Result<Response, ApiError> {
+    let docs = blocking(move || Ok(s.kb()?.documents()?)).await?;
+    Ok(Json(json!({"documents": docs})).into_response())
+}
+
+async fn status(State(s): State<Arc<RagState>>) -> Result<Response, ApiError> {
+    let body = blocking(move || {
+        let last = s.last_ingest.lock().map(|l| l.clone()).unwrap_or(None);
+        let last = match last {
+            None => json!(null),
+            Some(Ok(r)) => json!({"ok": true, "report": r}),
+            Some(Err(e)) => json!({"ok": false, "error": e}),
+        };
+        match s.kb() {
+            Ok(kb) => Ok(json!({
+                "ready": true,
+                "points": kb.store().count()?,
+                "documents": kb.documents()?.len(),
+                "last_ingest": last,
+            })),
+            Err(e) => Ok(json!({"ready": false, "reason": e.message, "last_ingest": last})),
+        }
+    })
+    .await?;
+    Ok(Json(body).into_response())
+}
+
+fn with_ai_header(mut resp: Response) -> Response {
+    resp.headers_mut().insert("x-ai-generated", HeaderValue::from_static("true"));
+    resp
+}
+
+async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let answerer = Arc::new(blocking({
+        let s = s.clone();
+        move || s.answerer()
+    })
+    .await?);
+    let model = answerer.generator.model_id().to_string();
+    let plan = blocking({
+        let a = answerer.clone();
+        let req = req.clone();
+        move || Ok(a.plan(&req)?)
+    })
+    .await?;
+    if !req.stream {
+        let answer = match plan {
+            Plan::Final(a) => a,
+            Plan::Generate { prompt, sources, relevance, retrieve_secs } => {
+                let mut rx = answerer
+                    .generator
+                    .submit(GenerationRequest { prompt, params: answerer.params(&req), deadline: None })
+                    .map_err(|e| ApiError::from(Error::from(e)))?;
+                let mut text = String::new();
+                loop {
+                    match rx.recv().await {
+                        Some(GenerationEvent::Delta(d)) => text.push_str(&d),
+                        Some(GenerationEvent::Done(c)) => {
+                            break finish(&text, &sources, relevance, timings(retrieve_secs, &c));
+                        }
+                        Some(GenerationEvent::Failed(e)) => return Err(Error::from(e).into()),
+                        None => return Err(ApiError::internal("generation ended without a result")),
+                    }
+                }
+            }
+        };
+        let mut body = serde_json::to_value(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
+        body["ai_generated"] = json!(true);
+        body["ai_content"] = ai_marker(&model);
+        return Ok(with_ai_header(Json(body).into_response()));
+    }
+    // SSE: `delta` events with text, then one `citations` event (the final answer text, its
+    // kind and citations; a client replaces the streamed text with `answer` when `replaced`),
+    // then `done` with timings and the AI label.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
+    let ev = |v: serde_json::Value| Ok::<_, Infallible>(Event::default().data(v.to_string()));
+    tokio::spawn(async move {
+        let (answer, streamed) = match plan {
+            Plan::Final(a) => {
+                let _ = tx.send(ev(json!({"type": "delta", "text": a.answer}))).await;
+                (a, true)
+            }
+            Plan::Generate { prompt, sources, relevance, retrieve_secs } => {
+                let mut grx = match answerer.generator.submit(GenerationRequest {
+                    prompt,
+                    params: answerer.params(&req),
+                    deadline: None,
+                }) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(ev(json!({"type": "error", "message": e.to_string()}))).await;
+                        return;
+                    }
+                };
+                let mut text = String::new();
+                loop {
+                    match grx.recv().await {
+                        Some(GenerationEvent::Delta(d)) => {
+                            text.push_str(&d);
+                            // A closed channel means the client left: dropping `grx` cancels.
+                            if tx.send(ev(json!({"type": "delta", "text": d}))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Some(GenerationEvent::Done(c)) => {
+                            break (finish(&text, &sources, relevance, timings(retrieve_secs, &c)), false);
+                        }
+                        Some(GenerationEvent::Failed(e)) => {
+                            let _ = tx.send(ev(json!({"type": "error", "message": e.to_string()}))).await;
+                            return;
+                        }
+                        None => return,
+                    }
+                }
+            }
+        };
+        let replaced = !streamed && answer.kind == crate::answer::AnswerKind::Refusal;
+        let _ = tx
+            .send(ev(json!({
+                "type": "citations",
+                "kind": answer.kind,
+                "handoff": answer.handoff,
+                "answer": answer.answer,
+                "replaced": replaced,
+                "citations": answer.citations,
+                "relevance": answer.relevance,
+            })))
+            .await;
+        let _ = tx
+            .send(ev(json!({"type": "done", "timings": answer.timings, "ai_generated": true, "ai_content": ai_marker(&model)})))
+            .await;
+    });
+    let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default());
+    Ok(with_ai_header(sse.into_response()))
+}
+
+fn timings(retrieve_secs: f64, c: &zhengwu_inference::Completion) -> Timings {
+    Timings {
+        retrieve_secs,
+        prefill_secs: c.prefill_secs,
+        decode_secs: c.decode_secs,
+        prompt_tokens: c.prompt_tokens,
+        completion_tokens: c.completion_tokens,
+    }
+}

@@ -1,0 +1,234 @@
+//! The `VectorStore` seam: what retrieval needs from a vector database, in plain types.
+//!
+//! A point is one chunk: a dense vector (`dense`, e5, cosine), a sparse BM25 vector (`bm25`,
+//! IDF applied by the store) and the chunk's payload. Backends: [`crate::edge::EdgeStore`]
+//! (qdrant-edge, in-process, the default). Hybrid queries are fused by reciprocal rank fusion
+//! with an explicit `k` ([`RRF_K`]); results are always ordered by (score desc, id asc) so ties
+//! come back in a stable order.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::document::DocMeta;
+use crate::error::Result;
+
+/// Name of the dense vector in the collection.
+pub const DENSE: &str = "dense";
+/// Name of the sparse (BM25) vector.
+pub const SPARSE: &str = "bm25";
+/// RRF constant. Qdrant's default is 2 in edge and server; 60 is the value from the RRF paper.
+pub const RRF_K: usize = 60;
+
+/// A sparse vector (sorted, unique indices).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparseVec {
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+/// What kind of entry a point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    Doc,
+    Faq,
+}
+
+/// Everything stored with a chunk. Dates are stored as `YYYYMMDD` integers for range filters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkPayload {
+    pub kind: EntryKind,
+    /// Document id: the file's path relative to the knowledge-base root (FAQ: `file#id`).
+    pub doc_id: String,
+    /// Hash of the source file (incremental ingest compares it).
+    pub doc_hash: String,
+    pub chunk_index: usize,
+    /// Chunks the document has in total.
+    pub chunk_count: usize,
+    pub title: String,
+    #[serde(default)]
+    pub section: Vec<String>,
+    /// Character offsets of `text` in the document's text.
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<u32>,
+    /// FAQ entries: the question and the verbatim answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+}
+
+impl ChunkPayload {
+    pub fn meta(&self) -> DocMeta {
+        DocMeta {
+            title: self.title.clone(),
+            agency: self.agency.clone(),
+            doc_number: self.doc_number.clone(),
+            region: self.region.clone(),
+            effective: self.effective.and_then(int_date),
+            expiry: self.expiry.and_then(int_date),
+            category: self.category.clone(),
+            source_url: self.source_url.clone(),
+        }
+    }
+}
+
+/// `2024-03-05` → `20240305`.
+pub fn date_int(d: NaiveDate) -> u32 {
+    use chrono::Datelike;
+    d.year() as u32 * 10000 + d.month() * 100 + d.day()
+}
+
+pub fn int_date(v: u32) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt((v / 10000) as i32, (v / 100) % 100, v % 100)
+}
+
+/// One point to write.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub id: u64,
+    pub dense: Vec<f32>,
+    pub sparse: SparseVec,
+    pub payload: ChunkPayload,
+}
+
+/// Payload filters. `region` matches that region and nation-wide entries (`全国` or none).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KbFilter {
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub agency: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub kind: Option<EntryKind>,
+    #[serde(default)]
+    pub doc_id: Option<String>,
+    /// Only entries valid on this date (effective <= date <= expiry; missing bounds are open).
+    /// `None` means no date check at all; callers set today's date by default.
+    #[serde(default)]
+    pub valid_on: Option<NaiveDate>,
+}
+
+impl KbFilter {
+    /// The filter in Qdrant's JSON filter syntax (the same for the embedded engine and the
+    /// server API), or `None` when nothing is filtered.
+    pub fn to_qdrant_json(&self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        let mut must = Vec::new();
+        let kw = |key: &str, v: &str| json!({"key": key, "match": {"value": v}});
+        if let Some(r) = &self.region {
+            must.push(json!({"should": [
+                kw("region", r),
+                kw("region", "全国"),
+                {"is_empty": {"key": "region"}}
+            ]}));
+        }
+        if let Some(a) = &self.agency {
+            must.push(kw("agency", a));
+        }
+        if let Some(c) = &self.category {
+            must.push(kw("category", c));
+        }
+        if let Some(k) = self.kind {
+            must.push(kw("kind", if k == EntryKind::Doc { "doc" } else { "faq" }));
+        }
+        if let Some(d) = &self.doc_id {
+            must.push(kw("doc_id", d));
+        }
+        if let Some(day) = self.valid_on {
+            let n = date_int(day) as f64;
+            must.push(json!({"should": [
+                {"key": "effective", "range": {"lte": n}},
+                {"is_empty": {"key": "effective"}}
+            ]}));
+            must.push(json!({"should": [
+                {"key": "expiry", "range": {"gte": n}},
+                {"is_empty": {"key": "expiry"}}
+            ]}));
+        }
+        if must.is_empty() {
+            None
+        } else {
+            Some(json!({ "must": must }))
+        }
+    }
+}
+
+/// A query against the store: dense, sparse or both (fused by RRF).
+#[derive(Debug, Clone, Default)]
+pub struct StoreQuery {
+    pub dense: Option<Vec<f32>>,
+    pub sparse: Option<SparseVec>,
+    pub filter: KbFilter,
+    pub limit: usize,
+    /// Candidates each retriever contributes to the fusion.
+    pub prefetch: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredHit {
+    pub id: u64,
+    pub score: f32,
+    pub payload: ChunkPayload,
+}
+
+/// One stored document, as incremental ingest sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocSummary {
+    pub doc_id: String,
+    pub doc_hash: String,
+    pub kind: EntryKind,
+    pub title: String,
+    pub chunks: usize,
+}
+
+/// A vector database holding the knowledge base.
+pub trait VectorStore: Send + Sync {
+    /// Insert or replace points (one atomic write per call where the backend allows it).
+    fn upsert(&self, points: Vec<Point>) -> Result<()>;
+    /// Delete every point of a document. Returns how many were deleted.
+    fn delete_doc(&self, doc_id: &str) -> Result<usize>;
+    /// Ranked hits, ordered by (score desc, id asc).
+    fn query(&self, query: &StoreQuery) -> Result<Vec<StoredHit>>;
+    /// Every stored document (aggregated over its chunks), sorted by id.
+    fn documents(&self) -> Result<Vec<DocSummary>>;
+    /// Points of one document, by chunk index.
+    fn doc_chunks(&self, doc_id: &str) -> Result<Vec<StoredHit>>;
+    /// Number of points.
+    fn count(&self) -> Result<usize>;
+    /// Build indexes after bulk loads (the embedded engine never does it by itself).
+    fn optimize(&self) -> Result<()>;
+    /// Make everything durable.
+    fn flush(&self) -> Result<()>;
+}
+
+/// Sort by (score desc, id asc): a total, stable order for tied RRF scores.
+pub fn sort_hits(hits: &mut [StoredHit]) {
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+}
+
+/// Point id of a document's chunk: 63 bits of SHA-256 over (doc id, chunk index).
+pub fn point_id(doc_id: &str, chunk_index: usize) -> u64 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{doc_id}\u{0}{chunk_index}").as_bytes());
+    u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) >> 1
+}
