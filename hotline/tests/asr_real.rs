@@ -163,7 +163,19 @@ fn aishell_clips_transcribe_within_cer() {
 
 #[test]
 fn mp3_upload_is_decoded_and_transcribed() {
-    let mp3 = std::fs::read(repo_root().join("hotline/tests/data/BAC009S0150W0009.mp3")).unwrap();
+    // Encode the shared WAV to MP3 at test time (LAME, installed by scripts/setup) so no copy of
+    // the dataset lives in the repository.
+    let wav = data_dir().join("BAC009S0150W0009.wav");
+    let out = std::env::temp_dir().join(format!("zhengwu-asr-{}.mp3", std::process::id()));
+    let status = std::process::Command::new("lame")
+        .args(["--quiet", "-m", "m", "-b", "32", "--resample", "16"])
+        .arg(&wav)
+        .arg(&out)
+        .status()
+        .expect("the `lame` encoder is needed for the MP3 test: run scripts/setup (apt-get install lame)");
+    assert!(status.success(), "lame failed on {}", wav.display());
+    let mp3 = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
     let t = engine()
         .transcribe_bytes(&mp3, &TranscribeOptions::default())
         .unwrap();
@@ -336,7 +348,19 @@ fn bad_audio_gives_clear_errors() {
     let long = err(&wav, &short_limit);
     assert!(matches!(long, AsrError::TooLong { .. }), "{long}");
     assert!(long.to_string().contains("limit is 1 s"), "{long}");
-    let mp3 = std::fs::read(repo_root().join("hotline/tests/data/BAC009S0150W0009.mp3")).unwrap();
+    // Encode the shared WAV to MP3 at test time (LAME, installed by scripts/setup) so no copy of
+    // the dataset lives in the repository.
+    let wav = data_dir().join("BAC009S0150W0009.wav");
+    let out = std::env::temp_dir().join(format!("zhengwu-asr-{}.mp3", std::process::id()));
+    let status = std::process::Command::new("lame")
+        .args(["--quiet", "-m", "m", "-b", "32", "--resample", "16"])
+        .arg(&wav)
+        .arg(&out)
+        .status()
+        .expect("the `lame` encoder is needed for the MP3 test: run scripts/setup (apt-get install lame)");
+    assert!(status.success(), "lame failed on {}", wav.display());
+    let mp3 = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
     assert!(matches!(err(&mp3, &short_limit), AsrError::TooLong { .. }));
 
     // MP3 is a stream of frames: a cut file decodes up to the cut (not an error), like players do
