@@ -16,6 +16,9 @@ pub struct FileConfig {
     pub models: ModelsSection,
     #[serde(default)]
     pub tickets: zhengwu_hotline::tickets::TicketsConfig,
+    /// Dispatch thresholds and evidence weights.
+    #[serde(default)]
+    pub dispatch: zhengwu_hotline::intel::dispatch::DispatchConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

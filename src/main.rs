@@ -8,6 +8,7 @@
 mod config;
 mod kb_cli;
 mod server;
+mod train;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -66,6 +67,13 @@ enum Command {
     Eval(zhengwu_eval::EvalArgs),
     /// Knowledge base: ingest, list, delete, search (hit testing), ask.
     Kb(kb_cli::KbArgs),
+    /// Train the hotline models (classify, dispatch, callback, all) from a data folder.
+    Train {
+        #[command(flatten)]
+        args: train::TrainArgs,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -244,6 +252,11 @@ fn main() -> anyhow::Result<()> {
             chat_cmd(&prompt, system, max_tokens, temperature, &models, &file)
         }
         Command::Kb(args) => kb_cli::run(args, &file),
+        Command::Train { args, models } => {
+            let settings = model_settings(&models, &file)?;
+            let registry_path = models.models_toml.clone().or(file.models.registry.clone()).unwrap_or_else(default_registry_path);
+            train::run(args, &registry_path, &settings.registry, settings.embedding.clone())
+        }
         Command::Eval(args) => {
             let threads = args.threads.unwrap_or(1);
             init_threads(threads);
@@ -390,15 +403,37 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         println!("listening on http://{local}");
         tracing::info!(%local, "listening; loading models");
         let loader_state = state.clone();
+        let intel_slot: Arc<std::sync::Mutex<Option<Arc<zhengwu_hotline::intel::http::IntelService>>>> = Default::default();
+        let loader_slot = intel_slot.clone();
         let loader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
             if let Some(name) = &settings.embedding {
                 let e = load_embedder(&settings, name)?;
                 let _ = loader_state.embedder.set(Arc::new(e));
                 tracing::info!(model = %name, "embedding model ready");
             }
+            // Hotline models (issue 5): after the embedder, which their features may use.
+            let emb: Option<Arc<dyn zhengwu_inference::Embedder>> = loader_state.embedder.get().cloned();
+            let models = load_intel_models(&settings.registry, emb);
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            loop {
+                let slot = loader_slot.lock().ok().and_then(|s| s.clone());
+                if let Some(svc) = slot {
+                    svc.set_models(models)?;
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    tracing::error!("the hotline service never started; its models are not installed");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             if let Some(name) = &settings.chat {
                 let g = load_chat(&settings, name, engine_opts)?;
-                let _ = loader_state.generator.set(Arc::new(g));
+                let g: Arc<dyn Generator> = Arc::new(g);
+                let _ = loader_state.generator.set(g.clone());
+                if let Some(svc) = loader_slot.lock().ok().and_then(|s| s.clone()) {
+                    let _ = svc.generator.set(g);
+                }
                 tracing::info!(model = %name, "chat model ready");
             }
             Ok(())
@@ -422,17 +457,105 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         tickets_cfg.db = args.tickets_db.clone().or(tickets_cfg.db);
         tickets_cfg.agent_key = args.tickets_agent_key.clone().or(tickets_cfg.agent_key);
         let tickets = zhengwu_hotline::tickets::TicketService::from_config(&tickets_cfg).await.context("opening the ticket store")?;
-        let api = api.merge(zhengwu_hotline::tickets::http::routes(Arc::new(tickets)));
-        let api = api.merge(zhengwu_rag::http::routes(
+        let tickets = Arc::new(tickets);
+        let api = api.merge(zhengwu_hotline::tickets::http::routes(tickets.clone()));
+        let intel = Arc::new(intel_service(tickets, &file.dispatch)?);
+        for c in intel.metrics.collectors() {
+            state.metrics.register(c).context("registering hotline metrics")?;
+        }
+        zhengwu_hotline::intel::http::spawn_metrics_refresh(&intel, Duration::from_secs(60));
+        let api = api.merge(zhengwu_hotline::intel::http::routes(intel.clone()));
+        *intel_slot.lock().map_err(|_| anyhow::anyhow!("intel slot poisoned"))? = Some(intel.clone());
+        let (rag_routes, rag_state) = zhengwu_rag::http::routes_with_state(
             zhengwu_rag::http::RagConfig::from_env(),
             { let s = state.clone(); move || s.embedder.get().cloned() },
             { let s = state.clone(); move || s.generator.get().cloned() },
-        ));
+        );
+        let api = api.merge(rag_routes);
+        let search: zhengwu_hotline::intel::http::KnowledgeSearch = Arc::new(move |q: &str, n: usize| rag_state.search_json(q, n));
+        let _ = intel.knowledge.set(search);
         let app = server::router(state, api);
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// The intelligence service: department catalogue, dispatch rules, callback phrases from the
+/// knowledge base; models are installed later by the loader.
+fn intel_service(
+    tickets: Arc<zhengwu_hotline::tickets::TicketService>,
+    dispatch: &zhengwu_hotline::intel::dispatch::DispatchConfig,
+) -> anyhow::Result<zhengwu_hotline::intel::http::IntelService> {
+    use zhengwu_hotline::intel::{callback::CallbackChecker, departments::Catalogue, dispatch::load_rules};
+    use zhengwu_hotline::tickets::knowledge_file;
+    let deps = knowledge_file("departments.toml").context("knowledge-base/departments.toml not found")?;
+    let catalogue = Arc::new(Catalogue::load(&deps)?);
+    let rules = match knowledge_file("dispatch_rules.toml") {
+        Some(p) => load_rules(&p, &catalogue)?,
+        None => Vec::new(),
+    };
+    let mut callback = CallbackChecker::load(knowledge_file("callback_phrases.toml").as_deref())?;
+    callback.screener = tickets.screener.clone();
+    Ok(zhengwu_hotline::intel::http::IntelService::new(tickets, catalogue, rules, dispatch.clone(), callback)?)
+}
+
+/// Every trained hotline artifact that is present and verified; a missing one is logged and
+/// left out (its API answers say `model: null`), a corrupt one is an error in the log.
+fn load_intel_models(
+    registry: &Registry,
+    embedder: Option<Arc<dyn zhengwu_inference::Embedder>>,
+) -> zhengwu_hotline::intel::http::IntelModels {
+    use zhengwu_hotline::intel::artifact::Artifact;
+    use zhengwu_hotline::intel::tasks::Task;
+    let load = |task: Task| -> Option<Arc<Artifact>> {
+        let name = task.model_name();
+        let path = match registry.locate(name) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(model = name, error = %e, "hotline model not available");
+                return None;
+            }
+        };
+        match Artifact::read_manifest(&path) {
+            Ok(m) => {
+                if let (Some(need), None) = (&m.features.embedding_model, &embedder) {
+                    tracing::warn!(model = name, "hotline model not loaded: it needs the embedding model {need}, which is off");
+                    return None;
+                }
+            }
+            Err(e) => {
+                tracing::error!(model = name, error = %e, "hotline model unreadable");
+                return None;
+            }
+        }
+        match Artifact::load(&path, embedder.clone()) {
+            Ok(a) => {
+                tracing::info!(model = name, "hotline model ready");
+                Some(Arc::new(a))
+            }
+            Err(e) => {
+                tracing::error!(model = name, error = %e, "hotline model failed to load");
+                None
+            }
+        }
+    };
+    let hotspot_featurizer = embedder.clone().and_then(|e| {
+        let cfg = zhengwu_hotline::intel::features::FeatureConfig {
+            ngram_buckets: 4096,
+            embedding_model: Some(e.model_id().to_string()),
+            embedding_dim: e.dim(),
+            ..Default::default()
+        };
+        zhengwu_hotline::intel::features::Featurizer::new(cfg, Some(e)).ok()
+    });
+    zhengwu_hotline::intel::http::IntelModels {
+        type_model: load(Task::ClassifyMsgabenchType),
+        category_model: load(Task::ClassifyTeddy),
+        dispatch_model: load(Task::Dispatch),
+        callback_model: load(Task::Callback),
+        hotspot_featurizer,
+    }
 }
 
 async fn shutdown_signal() {
@@ -452,4 +575,13 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received; finishing open requests");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

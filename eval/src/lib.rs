@@ -5,6 +5,7 @@
 //! like `../shared/data`; later issues add their suites here and name their metrics.
 
 pub mod asr;
+pub mod intel;
 pub mod llm_speed;
 pub mod rag;
 pub mod report;
@@ -63,6 +64,11 @@ pub const SUITES: &[(&str, &str)] = &[
     ("embed", "embedding speed: texts/s and tokens/s for the e5 model"),
     ("rag", "knowledge base: recall@1/5, MRR@10 of dense, sparse, hybrid retrieval on rag/ncp_policy"),
     ("asr", "speech: CER, real-time factor, peak RSS of whisper-base on asr/aishell_sample"),
+    ("classify", "ticket classifiers: accuracy, macro-F1 on classify/ (teddy categories, msgabench type and domain)"),
+    ("dispatch", "dispatcher: top-1/top-3, auto-dispatch coverage and accuracy on dispatch/"),
+    ("callback", "callback quality: sign accuracy and Spearman against the STC-3 annotators (quality/)"),
+    ("hotspots", "hot-spot clusters of messages/ with votes and time"),
+    ("copilot", "agent co-pilot: latency per transcript update (knowledge, classification, form, dispatch)"),
 ];
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
@@ -82,6 +88,11 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         "embed" => llm_speed::run_embed(args)?,
         "rag" => rag::run(args)?,
         "asr" => asr::run(args)?,
+        "classify" => intel::run_classify(args)?,
+        "dispatch" => intel::run_dispatch(args)?,
+        "callback" => intel::run_callback(args)?,
+        "hotspots" => intel::run_hotspots(args)?,
+        "copilot" => intel::run_copilot(args)?,
         other => bail!("unknown suite `{other}`; run `zhengwu eval` to list them"),
     };
     report.write(&out)?;

@@ -1,6 +1,9 @@
-//! Hotline core and intelligence. Not built yet: see issues 4 and 5.
+//! The 12345 hotline: tickets and their lifecycle, call transcription, redaction and sensitive
+//! words (issue 4); classification, dispatch, callback quality, hot spots and supervisor metrics
+//! (issue 5, [`intel`]).
 
 pub mod asr;
+pub mod intel;
 pub mod redact;
 pub mod sensitive;
 pub mod tickets;

@@ -137,6 +137,7 @@ pub fn normalise(text: &str) -> (String, Vec<(usize, usize)>) {
 }
 
 /// A compiled word list.
+#[derive(Clone)]
 pub struct Screener {
     ac: AhoCorasick,
     /// Per pattern: (category index, original word).

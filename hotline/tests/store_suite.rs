@@ -151,6 +151,7 @@ fn to(status: Status) -> TransitionRequest {
         co_handlers: None,
         reply: None,
         satisfaction: None,
+        dispatch: None,
         expected_version: None,
     }
 }
@@ -433,6 +434,104 @@ async fn survives_reopen(h: &Harness) {
     assert_eq!(again.id, t.id, "idempotency keys survive restarts");
 }
 
+/// 退单 and re-dispatch through the dispatcher, then the supervisor metrics over a seeded set.
+async fn redispatch_and_metrics(store: &dyn TicketStore) {
+    use zhengwu_hotline::intel::departments::Catalogue;
+    use zhengwu_hotline::intel::dispatch::{DispatchConfig, Dispatcher};
+    use zhengwu_hotline::intel::supervisor;
+    use zhengwu_hotline::tickets::model::DispatchRecord;
+
+    let sla = SlaPolicy::default();
+    let catalogue = Arc::new(
+        Catalogue::parse(
+            "[[department]]\nid='property'\nname='物业监管科'\nkeywords=['物业','电梯']\n\
+             [[department]]\nid='housing'\nname='住建局'\nkeywords=['电梯','维修资金']\n\
+             [[department]]\nid='market'\nname='市场监管局'\nkeywords=['特种设备']\n",
+        )
+        .unwrap(),
+    );
+    let dispatcher = Dispatcher::new(catalogue, Vec::new(), None, DispatchConfig::default()).unwrap();
+    let auto = |dept: &str, conf: f32| DispatchRecord {
+        at: None,
+        dept: String::new(),
+        auto: true,
+        bucket: Some("auto".into()),
+        suggested: Some(dept.into()),
+        confidence: Some(conf),
+        decided_by: Some("model".into()),
+    };
+    let step = |s: Status| to(s);
+    let dispatch_req = |dept: &str, rec: Option<DispatchRecord>| TransitionRequest { dept: Some(dept.into()), dispatch: rec, ..to(Status::Dispatched) };
+    let reply = TransitionRequest { reply: Some("已处理".into()), ..to(Status::Replied) };
+    let callback = |s: Satisfaction| TransitionRequest { satisfaction: Some(s), ..to(Status::CallbackDone) };
+
+    // T1: auto-dispatched, right department, satisfied.
+    let (t1, _) = store.create(&ticket("小区电梯坏了物业不修"), &opts(None)).await.unwrap();
+    for r in [step(Status::Accepted), dispatch_req("property", Some(auto("property", 0.9))), step(Status::Handling), reply.clone(), callback(Satisfaction::Satisfied)] {
+        store.transition(t1.id, &r, &sla, Utc::now()).await.unwrap();
+    }
+    // T2: auto-dispatched to the wrong department, which returns it (退单); the dispatcher, told
+    // who returned it, suggests another; a person dispatches there.
+    let (t2, _) = store.create(&ticket("电梯维修资金怎么申请"), &opts(None)).await.unwrap();
+    store.transition(t2.id, &step(Status::Accepted), &sla, Utc::now()).await.unwrap();
+    let first = dispatcher.suggest("电梯维修资金怎么申请 物业", &[], &[]).unwrap();
+    let first_dept = first.lead.clone().unwrap().dept;
+    store.transition(t2.id, &dispatch_req(&first_dept, Some(auto(&first_dept, 0.8))), &sla, Utc::now()).await.unwrap();
+    let back = TransitionRequest { reason: Some("不属于本单位职责".into()), ..to(Status::Returned) };
+    store.transition(t2.id, &back, &sla, Utc::now()).await.unwrap();
+    let got = store.get(t2.id).await.unwrap().unwrap();
+    assert_eq!(got.body.status, Status::Returned);
+    assert_eq!(got.body.returns, 1);
+    let returned_by: Vec<String> = got.history.iter().filter(|h| h.to == Status::Returned).filter_map(|h| h.dept.clone()).collect();
+    assert_eq!(returned_by, vec![first_dept.clone()]);
+    let again = dispatcher.suggest("电梯维修资金怎么申请 物业", &returned_by, &[]).unwrap();
+    let second = again.lead.unwrap().dept;
+    assert_ne!(second, first_dept, "the department that returned it is not suggested again");
+    let manual = DispatchRecord { auto: false, suggested: Some(second.clone()), decided_by: Some("person".into()), ..auto(&second, 0.5) };
+    for r in [dispatch_req(&second, Some(manual)), step(Status::Handling), reply.clone(), callback(Satisfaction::Unsatisfied)] {
+        store.transition(t2.id, &r, &sla, Utc::now()).await.unwrap();
+    }
+    let got = store.get(t2.id).await.unwrap().unwrap();
+    assert_eq!(got.body.dispatches.len(), 2);
+    assert!(got.body.dispatches[0].auto && !got.body.dispatches[1].auto);
+    assert_eq!(got.body.dispatches[1].dept, second);
+    // T3: a person dispatches without following the suggestion; replied.
+    let (t3, _) = store.create(&NewTicket { channel: Channel::App, ..ticket("特种设备年检") }, &opts(None)).await.unwrap();
+    let person = DispatchRecord { auto: false, suggested: Some("housing".into()), decided_by: Some("person".into()), ..auto("housing", 0.3) };
+    for r in [step(Status::Accepted), dispatch_req("market", Some(person)), step(Status::Handling), reply.clone()] {
+        store.transition(t3.id, &r, &sla, Utc::now()).await.unwrap();
+    }
+    // T4: still waiting, another district.
+    let mut t4 = ticket("路灯不亮");
+    t4.address.district = Some("西城区".into());
+    store.create(&t4, &opts(None)).await.unwrap();
+    // A dispatch record is refused on other transitions, and a confidence out of range.
+    let bad = TransitionRequest { dispatch: Some(auto("market", 0.5)), ..to(Status::Handling) };
+    assert!(store.transition(t3.id, &bad, &sla, Utc::now()).await.is_err());
+
+    let (m, truncated) = supervisor::compute(store, &TicketFilter::default(), Utc::now(), 10_000).await.unwrap();
+    assert!(!truncated);
+    assert_eq!(m.tickets, 4);
+    assert_eq!(m.dispatched, 3);
+    assert_eq!((m.auto_dispatch_coverage.numerator, m.auto_dispatch_coverage.denominator), (2, 3));
+    assert_eq!((m.auto_dispatch_accuracy.numerator, m.auto_dispatch_accuracy.denominator), (1, 2), "T1 right, T2 wrong");
+    assert_eq!((m.suggestion_accuracy.numerator, m.suggestion_accuracy.denominator), (1, 3));
+    assert_eq!((m.redispatch_rate.numerator, m.redispatch_rate.denominator), (1, 3));
+    assert_eq!((m.sla_on_time.numerator, m.sla_on_time.denominator), (3, 3));
+    assert_eq!((m.callback_satisfaction.numerator, m.callback_satisfaction.denominator), (1, 2));
+    assert_eq!(m.by_channel.get("app"), Some(&1));
+    assert_eq!(m.by_channel.get("phone"), Some(&3));
+    assert_eq!(m.by_district.get("西城区"), Some(&1));
+    assert_eq!(m.by_department.get("未派发"), Some(&1));
+    assert_eq!(m.by_department.get("market"), Some(&1));
+    assert_eq!(m.by_status.get("callback_done"), Some(&2));
+    assert_eq!(m.handling_minutes_median.map(|x| x >= 0.0), Some(true));
+    // Filtered by district.
+    let (w, _) = supervisor::compute(store, &TicketFilter { district: Some("西城区".into()), ..Default::default() }, Utc::now(), 10_000).await.unwrap();
+    assert_eq!((w.tickets, w.dispatched), (1, 0));
+    assert_eq!(w.auto_dispatch_coverage.rate, None, "no dispatched tickets: no rate, not 0");
+}
+
 // ---------------------------------------------------------------- instantiation
 
 macro_rules! suite {
@@ -484,6 +583,11 @@ macro_rules! suite {
             async fn survives_reopen() {
                 let h = $make.await;
                 super::survives_reopen(&h).await;
+            }
+            #[tokio::test]
+            async fn redispatch_and_metrics() {
+                let h = $make.await;
+                super::redispatch_and_metrics(&*h.store).await;
             }
         }
     };

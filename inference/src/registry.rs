@@ -1147,9 +1147,18 @@ size = {size}
                 "qwen2.5-1.5b-instruct",
                 "qwen2.5-0.5b-instruct",
                 "multilingual-e5-small",
-                "whisper-base"
+                "whisper-base",
+                "classify-teddy",
+                "classify-msgabench-type",
+                "classify-msgabench-domain",
+                "dispatch-msgabench",
+                "callback-stc3"
             ]
         );
+        // Trained hotline artifacts are local files kept in the repository.
+        let d = reg.get("dispatch-msgabench").unwrap();
+        assert_eq!(d.kind, ModelKind::Classifier);
+        assert!(matches!(&d.sources[0], Source::Path { path } if path.starts_with("models")));
         let asr = reg.get("whisper-base").unwrap();
         assert_eq!(asr.kind, ModelKind::Asr);
         assert_eq!((asr.format.as_str(), asr.size), ("ggml", 147_951_465));

@@ -110,6 +110,26 @@ pub fn routes(
     embedder: impl Fn() -> Option<Arc<dyn Embedder>> + Send + Sync + 'static,
     generator: impl Fn() -> Option<Arc<dyn Generator>> + Send + Sync + 'static,
 ) -> Router {
+    routes_with_state(config, embedder, generator).0
+}
+
+impl RagState {
+    /// Hybrid search for other features (the agent co-pilot): the top `limit` hits as JSON.
+    /// Blocking: call from a blocking thread.
+    pub fn search_json(&self, query: &str, limit: usize) -> Result<serde_json::Value, String> {
+        let kb = self.kb().map_err(|e| e.message.clone())?;
+        let req = SearchRequest { query: query.to_string(), mode: Mode::Hybrid, limit, filter: KbFilter::default(), include_expired: false };
+        let hits = kb.search(&req).map_err(|e| e.to_string())?;
+        serde_json::to_value(hits).map_err(|e| e.to_string())
+    }
+}
+
+/// [`routes`], also returning the shared state (for [`RagState::search_json`]).
+pub fn routes_with_state(
+    config: RagConfig,
+    embedder: impl Fn() -> Option<Arc<dyn Embedder>> + Send + Sync + 'static,
+    generator: impl Fn() -> Option<Arc<dyn Generator>> + Send + Sync + 'static,
+) -> (Router, Arc<RagState>) {
     let auto = config.auto_ingest;
     let state = Arc::new(RagState {
         config,
@@ -122,12 +142,13 @@ pub fn routes(
     if auto {
         spawn_auto_ingest(Arc::downgrade(&state));
     }
-    Router::new()
+    let router = Router::new()
         .route("/api/ask", post(ask))
         .route("/api/kb/search", get(search_get).post(search_post))
         .route("/api/kb/documents", get(documents))
         .route("/api/kb/status", get(status))
-        .with_state(state)
+        .with_state(state.clone());
+    (router, state)
 }
 
 fn spawn_auto_ingest(state: std::sync::Weak<RagState>) {

@@ -84,6 +84,11 @@ impl Metrics {
         self.time_to_first_token.observe(c.queue_secs + c.prefill_secs);
     }
 
+    /// Add collectors owned by another part of the product (hotline metrics).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.registry.register(c)
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");

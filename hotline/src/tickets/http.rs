@@ -56,11 +56,11 @@ pub struct HttpError {
 }
 
 impl HttpError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
         Self { status, kind, code, param: None, message: message.into(), allowed: None }
     }
-    fn invalid(param: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Self {
         Self { param: Some(param.to_string()), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message) }
     }
 }
@@ -140,7 +140,7 @@ impl From<StoreError> for HttpError {
 }
 
 /// `Some(true)` with the right agent key, `Some(false)` without a key, `Err` for a wrong key.
-fn is_agent(svc: &TicketService, headers: &HeaderMap) -> Result<bool, HttpError> {
+pub(crate) fn is_agent(svc: &TicketService, headers: &HeaderMap) -> Result<bool, HttpError> {
     let Some(given) = headers.get(header::AUTHORIZATION) else { return Ok(false) };
     let given = given.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     match &svc.agent_key {
@@ -157,7 +157,7 @@ fn view(svc: &TicketService, t: &Ticket, agent: bool) -> Ticket {
     }
 }
 
-fn parse_id(s: &str) -> Result<i64, HttpError> {
+pub(crate) fn parse_id(s: &str) -> Result<i64, HttpError> {
     s.parse::<i64>()
         .ok()
         .filter(|&i| i > 0)

@@ -55,6 +55,9 @@ pub struct TransitionRequest {
     /// Required for callback_done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub satisfaction: Option<Satisfaction>,
+    /// How the dispatch was decided (only when dispatching); recorded for supervisor metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<crate::tickets::model::DispatchRecord>,
     /// Optimistic concurrency: fail with 409 if the ticket's version differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<i64>,
@@ -126,6 +129,23 @@ pub fn apply(
                 b.co_handlers.retain(|c| c != &d);
             }
             b.lead_dept = Some(d.clone());
+            let mut rec = req.dispatch.clone().unwrap_or(crate::tickets::model::DispatchRecord {
+                at: None,
+                dept: String::new(),
+                auto: false,
+                bucket: None,
+                suggested: None,
+                confidence: None,
+                decided_by: Some("person".into()),
+            });
+            if let Some(c) = rec.confidence {
+                if !(0.0..=1.0).contains(&c) {
+                    return Err(field("dispatch.confidence", "must be within 0..1").into());
+                }
+            }
+            rec.at = Some(now);
+            rec.dept = d.clone();
+            b.dispatches.push(rec);
             dept = Some(d);
         }
         Returned => {
@@ -163,6 +183,9 @@ pub fn apply(
             b.satisfaction = None;
         }
         Received => unreachable!("no transition leads back to received"),
+    }
+    if to != Dispatched && req.dispatch.is_some() {
+        return Err(field("dispatch", "only allowed when dispatching").into());
     }
     if to != Dispatched && req.co_handlers.is_some() {
         return Err(field("co_handlers", "only allowed when dispatching").into());
@@ -202,6 +225,7 @@ mod tests {
             flags: vec![],
             returns: 0,
             reopens: 0,
+            dispatches: Vec::new(),
         }
     }
 
@@ -214,6 +238,7 @@ mod tests {
             co_handlers: None,
             reply: None,
             satisfaction: None,
+            dispatch: None,
             expected_version: None,
         }
     }

@@ -55,7 +55,7 @@ pub fn default_db_url() -> String {
 }
 
 /// `knowledge-base/<name>` in the working directory, else the one in the source tree.
-fn knowledge_file(name: &str) -> Option<PathBuf> {
+pub fn knowledge_file(name: &str) -> Option<PathBuf> {
     let local = Path::new("knowledge-base").join(name);
     if local.exists() {
         return Some(local);

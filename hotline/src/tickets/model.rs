@@ -412,6 +412,34 @@ pub struct TicketBody {
     /// Times it was reopened (重办).
     #[serde(default)]
     pub reopens: u32,
+    /// Every dispatch decision, oldest first (who or what chose the department, and how sure).
+    #[serde(default)]
+    pub dispatches: Vec<DispatchRecord>,
+}
+
+/// How one dispatch was decided: by the dispatcher on its own (`auto`), or by a person, with the
+/// dispatcher's suggestion kept for measuring its accuracy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchRecord {
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    /// Department it was dispatched to (filled from the transition).
+    #[serde(default)]
+    pub dept: String,
+    /// Dispatched without a person's decision.
+    pub auto: bool,
+    /// The dispatcher's bucket: `auto`, `review`, `human`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The dispatcher's suggested lead department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+    /// Which layer decided: `rule`, `model`, `keywords`, `person`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
 }
 
 /// A stored ticket as the API returns it.

@@ -109,6 +109,7 @@ macro_rules! sql_ticket_store {
                     flags: opts.flags.clone(),
                     returns: 0,
                     reopens: 0,
+                    dispatches: Vec::new(),
                 };
                 let json = encode_body(&body)?;
                 let search = Ticket::search_text(&body);

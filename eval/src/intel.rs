@@ -1,0 +1,453 @@
+//! Suites `classify`, `dispatch`, `callback`, `hotspots`: the trained hotline models (artifacts
+//! named in models.toml) on every row of the data folder that they were not trained on.
+//!
+//! Rows whose text was in an artifact's training or calibration split are skipped (and counted),
+//! so on `../shared/data` the numbers are held-out numbers, and on another folder with the same
+//! layout every row counts.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use zhengwu_hotline::intel::artifact::{Artifact, Target};
+use zhengwu_hotline::intel::callback::{CallbackChecker, Speaker, Turn};
+use zhengwu_hotline::intel::data;
+use zhengwu_hotline::intel::departments::Catalogue;
+use zhengwu_hotline::intel::dispatch::{load_rules, Bucket, DispatchConfig, Dispatcher};
+use zhengwu_hotline::intel::features::{EmbeddingCache, Featurizer, FeatureConfig};
+use zhengwu_hotline::intel::hotspots::{self, HotspotConfig};
+use zhengwu_hotline::intel::score;
+use zhengwu_hotline::intel::tasks::Task;
+use zhengwu_hotline::tickets::knowledge_file;
+use zhengwu_inference::registry::Registry;
+use zhengwu_inference::Embedder;
+
+use crate::report::fmt_num;
+use crate::{EvalArgs, Report};
+
+/// The e5 embedder when an artifact needs it, shared, with the on-disk embedding cache.
+pub struct Models {
+    registry: Registry,
+    embedder: Option<Arc<dyn Embedder>>,
+    pub cache: Option<Arc<EmbeddingCache>>,
+}
+
+pub fn cache_root() -> std::path::PathBuf {
+    std::env::var_os("ZHENGWU_CACHE")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/zhengwu")))
+        .unwrap_or_else(|| std::path::PathBuf::from(".cache"))
+}
+
+impl Models {
+    pub fn new(models_toml: &Path) -> anyhow::Result<Models> {
+        Ok(Models { registry: Registry::load(models_toml)?, embedder: None, cache: None })
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Load (once) the named embedding model, with a file-backed embedding cache.
+    pub fn embedder(&mut self, name: &str) -> anyhow::Result<Arc<dyn Embedder>> {
+        if let Some(e) = &self.embedder {
+            if e.model_id() == name {
+                return Ok(e.clone());
+            }
+        }
+        let path = self.registry.locate(name)?;
+        let e: Arc<dyn Embedder> = Arc::new(zhengwu_inference::e5::E5Embedder::load(&path, name, &candle_core::Device::Cpu)?);
+        let cache = Arc::new(EmbeddingCache::open(&cache_root().join("embcache").join(format!("{name}.bin")), e.dim())?);
+        eprintln!("embedding cache: {} vectors", cache.len());
+        self.cache = Some(cache);
+        self.embedder = Some(e.clone());
+        Ok(e)
+    }
+
+    /// A featurizer for `cfg` (with the embedder and cache when it names a model).
+    pub fn featurizer(&mut self, cfg: FeatureConfig) -> anyhow::Result<Featurizer> {
+        let emb = match &cfg.embedding_model {
+            Some(n) => Some(self.embedder(n)?),
+            None => None,
+        };
+        let mut f = Featurizer::new(cfg, emb)?;
+        if let Some(c) = &self.cache {
+            f = f.with_cache(c.clone());
+        }
+        Ok(f)
+    }
+
+    /// The trained artifact of a task, from the registry.
+    pub fn artifact(&mut self, task: Task) -> anyhow::Result<Artifact> {
+        let path = self
+            .registry
+            .locate(task.model_name())
+            .with_context(|| format!("artifact for {}: train it with `zhengwu train {}`", task.model_name(), task.group()))?;
+        let manifest = Artifact::read_manifest(&path)?;
+        let emb = match &manifest.features.embedding_model {
+            Some(n) => Some(self.embedder(n)?),
+            None => None,
+        };
+        let mut art = Artifact::load(&path, emb)?;
+        if let Some(c) = &self.cache {
+            art = art.with_cache(c.clone());
+        }
+        Ok(art)
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+/// `classify`: accuracy and macro-F1 of the three classifiers.
+pub fn run_classify(args: &EvalArgs) -> anyhow::Result<Report> {
+    let mut models = Models::new(&args.models_toml)?;
+    let mut report = Report::new("Ticket classification (request type, category, domain)");
+    let mut md = String::from("## Classifiers\n\nEvaluated on every row of the data folder that the artifact did not train or calibrate on.\n\n| model | rows evaluated | skipped (seen in training) | accuracy | macro-F1 | dev accuracy at training | seconds |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for (task, metric) in [
+        (Task::ClassifyTeddy, "classify.teddy"),
+        (Task::ClassifyMsgabenchType, "classify.msgabench_type"),
+        (Task::ClassifyMsgabenchDomain, "classify.msgabench_domain"),
+    ] {
+        let t0 = Instant::now();
+        let art = models.artifact(task)?;
+        let loaded = task.load(&args.data, None)?;
+        let rows: Vec<_> = loaded.examples.iter().filter(|e| !art.seen(&e.text)).collect();
+        let skipped = loaded.examples.len() - rows.len();
+        if rows.is_empty() {
+            md.push_str(&format!("| {} | 0 | {skipped} | – | – | – | – |\n", task.model_name()));
+            continue;
+        }
+        let texts: Vec<&str> = rows.iter().map(|e| e.text.as_str()).collect();
+        let labels = art.labels().to_vec();
+        let k = labels.len();
+        let mut pred = Vec::new();
+        for chunk in texts.chunks(256) {
+            for r in art.classify(chunk)? {
+                pred.push(labels.iter().position(|l| *l == r[0].label).unwrap_or(k));
+            }
+        }
+        let gold: Vec<usize> = rows
+            .iter()
+            .map(|e| match &e.target {
+                Target::Class(c) => labels.iter().position(|l| l == c).unwrap_or(k),
+                Target::Values(_) => k,
+            })
+            .collect();
+        let acc = score::accuracy(&gold, &pred);
+        let f1 = score::macro_f1(&gold, &pred, k + 1);
+        report.metric(format!("{metric}.accuracy"), acc);
+        report.metric(format!("{metric}.macro_f1"), f1);
+        report.metric(format!("{metric}.rows"), rows.len() as f64);
+        let dev = art.manifest.metrics.get("dev.accuracy").copied().map(pct).unwrap_or_else(|| "–".into());
+        md.push_str(&format!(
+            "| {} | {} | {skipped} | {} | {} | {dev} | {:.0} |\n",
+            task.model_name(),
+            rows.len(),
+            pct(acc),
+            pct(f1),
+            t0.elapsed().as_secs_f64()
+        ));
+        eprintln!("{metric}: accuracy {acc:.3} macro-F1 {f1:.3} on {} rows", rows.len());
+    }
+    report.section(md);
+    Ok(report)
+}
+
+/// `dispatch`: top-1/top-3, coverage and accuracy of automatic dispatch.
+pub fn run_dispatch(args: &EvalArgs) -> anyhow::Result<Report> {
+    let mut models = Models::new(&args.models_toml)?;
+    let catalogue = Arc::new(Catalogue::load(&knowledge_file("departments.toml").context("knowledge-base/departments.toml not found")?)?);
+    let rules = load_rules(&knowledge_file("dispatch_rules.toml").context("knowledge-base/dispatch_rules.toml not found")?, &catalogue)?;
+    let art = Arc::new(models.artifact(Task::Dispatch)?);
+    let loaded = Task::Dispatch.load(&args.data, Some(&catalogue))?;
+    let rows: Vec<_> = loaded.examples.iter().filter(|e| !art.seen(&e.text)).collect();
+    let skipped = loaded.examples.len() - rows.len();
+    anyhow::ensure!(!rows.is_empty(), "no unseen dispatch rows under {}", args.data.display());
+    let texts: Vec<&str> = rows.iter().map(|e| e.text.as_str()).collect();
+    let gold: Vec<&str> = rows.iter().map(|e| if let Target::Class(c) = &e.target { c.as_str() } else { "" }).collect();
+    let config = DispatchConfig::default();
+    let mut report = Report::new("Dispatch (分流派发)");
+    let mut md = format!(
+        "## Dispatch\n\n{} unseen rows ({skipped} skipped as training/calibration rows, {} data rows skipped: unknown department or empty). Auto threshold {}, review threshold {}.\n\n| dispatcher | top-1 | top-3 | auto coverage | accuracy on auto | review share | human share |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        rows.len(),
+        loaded.skipped,
+        config.auto_threshold,
+        config.review_threshold
+    );
+    let mut curve = String::new();
+    let mut rules_line = String::new();
+    for (label, with_rules, prefix) in [("rules + model + keywords (deployed)", true, "dispatch"), ("model + keywords, no rules", false, "dispatch.no_rules")] {
+        let d = Dispatcher::new(catalogue.clone(), if with_rules { rules.clone() } else { Vec::new() }, Some(art.clone()), config.clone())?;
+        let mut sugg = Vec::new();
+        for chunk in texts.chunks(256) {
+            sugg.extend(d.suggest_many(chunk, &[], &vec![Vec::new(); chunk.len()])?);
+        }
+        let n = rows.len() as f64;
+        let top1 = sugg.iter().zip(&gold).filter(|(s, g)| s.lead.as_ref().is_some_and(|l| l.dept == **g)).count() as f64 / n;
+        let top3 = sugg.iter().zip(&gold).filter(|(s, g)| s.candidates.iter().take(3).any(|c| c.dept == **g)).count() as f64 / n;
+        let auto: Vec<bool> = sugg.iter().map(|s| s.bucket == Bucket::Auto).collect();
+        let n_auto = auto.iter().filter(|a| **a).count();
+        let right_auto = sugg.iter().zip(&gold).zip(&auto).filter(|((s, g), a)| **a && s.lead.as_ref().is_some_and(|l| l.dept == **g)).count();
+        let review = sugg.iter().filter(|s| s.bucket == Bucket::Review).count() as f64 / n;
+        let human = sugg.iter().filter(|s| s.bucket == Bucket::Human).count() as f64 / n;
+        let coverage = n_auto as f64 / n;
+        let auto_acc = if n_auto > 0 { right_auto as f64 / n_auto as f64 } else { 0.0 };
+        report.metric(format!("{prefix}.top1"), top1);
+        report.metric(format!("{prefix}.top3"), top3);
+        report.metric(format!("{prefix}.coverage"), coverage);
+        report.metric(format!("{prefix}.auto_accuracy"), auto_acc);
+        md.push_str(&format!("| {label} | {} | {} | {} | {} | {} | {} |\n", pct(top1), pct(top3), pct(coverage), pct(auto_acc), pct(review), pct(human)));
+        if with_rules {
+            let fired = sugg.iter().filter(|s| s.decided_by == "rule").count();
+            let fired_right = sugg.iter().zip(&gold).filter(|(s, g)| s.decided_by == "rule" && s.lead.as_ref().is_some_and(|l| l.dept == **g)).count();
+            report.metric("dispatch.rules_fired", fired as f64 / n);
+            report.metric("dispatch.rules_accuracy", if fired > 0 { fired_right as f64 / fired as f64 } else { 0.0 });
+            // Coverage/accuracy trade-off over the auto threshold.
+            curve.push_str("\n### Auto threshold trade-off (deployed dispatcher)\n\n| threshold | coverage | accuracy on auto |\n|---:|---:|---:|\n");
+            for th in [0.5f32, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95] {
+                let sel: Vec<usize> = (0..sugg.len()).filter(|&i| sugg[i].lead.as_ref().is_some_and(|l| l.confidence >= th)).collect();
+                let right = sel.iter().filter(|&&i| sugg[i].lead.as_ref().is_some_and(|l| l.dept == gold[i])).count();
+                curve.push_str(&format!(
+                    "| {th} | {} | {} |\n",
+                    pct(sel.len() as f64 / n),
+                    if sel.is_empty() { "–".into() } else { pct(right as f64 / sel.len() as f64) }
+                ));
+            }
+            rules_line = format!("\nRules decided {} of rows and were right on {} of those.\n", pct(fired as f64 / n), if fired > 0 { pct(fired_right as f64 / fired as f64) } else { "–".into() });
+        }
+    }
+    md.push_str(&rules_line);
+    md.push_str(&curve);
+    report.section(md);
+    Ok(report)
+}
+
+/// `callback`: agreement with the STC-3 annotators.
+pub fn run_callback(args: &EvalArgs) -> anyhow::Result<Report> {
+    let mut models = Models::new(&args.models_toml)?;
+    let art = Arc::new(models.artifact(Task::Callback)?);
+    let (dialogues, bad) = data::stc3(&args.data)?;
+    let rows: Vec<_> = dialogues.iter().filter(|d| !art.seen(&d.model_text())).collect();
+    let skipped = dialogues.len() - rows.len();
+    anyhow::ensure!(!rows.is_empty(), "no unseen dialogues under {}", args.data.display());
+    let checker = CallbackChecker::load(knowledge_file("callback_phrases.toml").as_deref())?;
+    let convs: Vec<Vec<Turn>> = rows
+        .iter()
+        .map(|d| d.turns.iter().map(|(s, t)| Turn { speaker: if s == "customer" { Speaker::Citizen } else { Speaker::Agent }, text: t.clone() }).collect())
+        .collect();
+    let mut assessed = Vec::new();
+    for chunk in convs.chunks(256) {
+        assessed.extend(checker.assess_many(chunk, Some(art.as_ref()))?);
+    }
+    let gold_a: Vec<f64> = rows.iter().map(|d| f64::from(d.mean_a)).collect();
+    let gold_s: Vec<f64> = rows.iter().map(|d| f64::from(d.mean_s)).collect();
+    let pred_a: Vec<f64> = assessed.iter().map(|a| a.model.as_ref().map(|m| f64::from(m.accomplished)).unwrap_or(0.0)).collect();
+    let pred_s: Vec<f64> = assessed.iter().map(|a| a.model.as_ref().map(|m| f64::from(m.satisfaction)).unwrap_or(0.0)).collect();
+    // The product's verdict (rule when the citizen says it, else model) as a sign of A.
+    let verdict: Vec<f64> = assessed.iter().map(|a| match a.solved.value { Some(true) => 1.0, Some(false) => -1.0, None => 0.0 }).collect();
+    let sign = |g: &[f64], p: &[f64]| -> f64 {
+        g.iter().zip(p).filter(|(g, p)| (**g > 0.0) == (**p > 0.0)).count() as f64 / g.len() as f64
+    };
+    let by_rule: Vec<usize> = (0..rows.len()).filter(|&i| assessed[i].solved.source == "rule").collect();
+    let rule_acc = if by_rule.is_empty() { 0.0 } else { by_rule.iter().filter(|&&i| (gold_a[i] > 0.0) == (verdict[i] > 0.0)).count() as f64 / by_rule.len() as f64 };
+    let majority = {
+        let pos = gold_a.iter().filter(|g| **g > 0.0).count() as f64 / gold_a.len() as f64;
+        pos.max(1.0 - pos)
+    };
+    let mut report = Report::new("Callback quality (回访) against STC-3 annotators");
+    report.metric("callback.sign_accuracy", sign(&gold_a, &verdict));
+    report.metric("callback.model_sign_accuracy_a", sign(&gold_a, &pred_a));
+    report.metric("callback.sign_accuracy_s", sign(&gold_s, &pred_s));
+    report.metric("callback.spearman_s", score::spearman(&gold_s, &pred_s));
+    report.metric("callback.spearman_a", score::spearman(&gold_a, &pred_a));
+    report.metric("callback.rule_coverage", by_rule.len() as f64 / rows.len() as f64);
+    report.metric("callback.rule_sign_accuracy", rule_acc);
+    report.metric("callback.majority_baseline", majority);
+    report.section(format!(
+        "## Callback\n\n{} unseen dialogues ({skipped} skipped as training/calibration rows, {bad} unreadable). \
+`callback.sign_accuracy`: does the product's solved/not-solved verdict (the citizen's own words when the phrase rules find them, \
+else the model) agree with the sign of the annotators' mean A (task accomplished, > 0)? Majority-class baseline {}. \
+`callback.spearman_s`: Spearman between the model's satisfaction estimate and the annotators' mean S. \
+Phrase rules decided {} of dialogues, with sign accuracy {} on those.\n",
+        rows.len(),
+        pct(majority),
+        pct(by_rule.len() as f64 / rows.len() as f64),
+        pct(rule_acc)
+    ));
+    Ok(report)
+}
+
+/// `hotspots`: clusters of the messages-with-votes file.
+pub fn run_hotspots(args: &EvalArgs) -> anyhow::Result<Report> {
+    let mut models = Models::new(&args.models_toml)?;
+    let path = args.data.join(data::VOTES);
+    let rows = data::read_jsonl(&path)?;
+    let fz = models.featurizer(FeatureConfig { ngram_buckets: 4096, embedding_model: Some("multilingual-e5-small".into()), embedding_dim: 384, ..FeatureConfig::default() })?;
+    let mut ids = Vec::new();
+    let mut texts = Vec::new();
+    let mut times = Vec::new();
+    let mut weights = Vec::new();
+    for (_, m) in &rows {
+        let title = m.get("title").and_then(|v| v.as_str()).unwrap_or("");
+        let detail = m.get("detail").and_then(|v| v.as_str()).unwrap_or("");
+        let time = m.get("time").and_then(|v| v.as_str()).unwrap_or("");
+        let Ok(t) = chrono::NaiveDateTime::parse_from_str(time, "%Y/%m/%d %H:%M:%S") else { continue };
+        ids.push(m.get("id").map(|v| v.to_string()).unwrap_or_default());
+        texts.push(format!("{title}\n{detail}"));
+        times.push(t.and_utc() - chrono::Duration::hours(8));
+        weights.push(m.get("likes").and_then(|v| v.as_f64()).unwrap_or(0.0) + m.get("dislikes").and_then(|v| v.as_f64()).unwrap_or(0.0));
+    }
+    anyhow::ensure!(!texts.is_empty(), "no dated messages in {}", path.display());
+    let t0 = Instant::now();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut vectors = Vec::new();
+    for chunk in refs.chunks(256) {
+        let x = fz.features(chunk)?;
+        vectors.extend(x.chunks(fz.dim()).map(<[f32]>::to_vec));
+        eprintln!("hotspots: embedded {}/{}", vectors.len(), refs.len());
+    }
+    let embed_s = t0.elapsed().as_secs_f64();
+    // Districts as the messages write them (A1区 … A9区).
+    let district = |t: &str| -> Option<String> {
+        let i = t.find('A')?;
+        let rest = &t[i..];
+        let end = rest.find('区')?;
+        (end <= 4).then(|| rest[..end + '区'.len_utf8()].to_string())
+    };
+    let items: Vec<hotspots::Item> = (0..texts.len())
+        .map(|i| hotspots::Item { id: ids[i].clone(), at: times[i], district: district(&texts[i]), weight: weights[i], vector: vectors[i].clone() })
+        .collect();
+    let now = times.iter().max().copied().unwrap_or_else(chrono::Utc::now);
+    let cfg = HotspotConfig::default();
+    let t1 = Instant::now();
+    let clusters = hotspots::cluster(&items, &cfg, now);
+    let cluster_s = t1.elapsed().as_secs_f64();
+    let multi = clusters.iter().filter(|c| c.size >= 2).count();
+    let in_multi: u64 = clusters.iter().filter(|c| c.size >= 2).map(|c| c.size).sum();
+    let mut report = Report::new("Hot spots (热点) on the messages-with-votes file");
+    report.metric("hotspots.messages", items.len() as f64);
+    report.metric("hotspots.clusters", clusters.len() as f64);
+    report.metric("hotspots.clusters_2plus", multi as f64);
+    report.metric("hotspots.share_in_2plus", in_multi as f64 / items.len() as f64);
+    report.metric("hotspots.bursts", clusters.iter().filter(|c| c.burst).count() as f64);
+    report.metric("hotspots.embed_seconds", embed_s);
+    report.metric("hotspots.cluster_seconds", cluster_s);
+    let mut md = format!(
+        "## Top clusters\n\nLeader clustering of n-gram + e5 vectors (mean of lexical and semantic cosine ≥ {}), recent window {} days ending at the newest message ({}), baseline {} days. Representative = message id of the member nearest the centroid (texts stay in the data folder).\n\n| # | size | votes | heat | representative id | first | last | districts | recent | burst z | cohesion |\n|---:|---:|---:|---:|---|---|---|---|---:|---:|---:|\n",
+        cfg.similarity,
+        cfg.window_days,
+        now.format("%Y-%m-%d"),
+        cfg.baseline_days
+    );
+    for (i, c) in clusters.iter().take(15).enumerate() {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} |\n",
+            i + 1,
+            c.size,
+            c.weight,
+            fmt_num(c.heat),
+            c.representative,
+            c.first.format("%Y-%m-%d"),
+            c.last.format("%Y-%m-%d"),
+            c.districts.iter().take(4).cloned().collect::<Vec<_>>().join(" "),
+            c.recent,
+            fmt_num(c.burst_z),
+            c.cohesion
+        ));
+    }
+    report.section(md);
+    if let Some(out) = &args.out {
+        // Representative texts for a person to read, next to the report (not committed).
+        let mut txt = String::new();
+        for c in clusters.iter().take(15) {
+            if let Some(i) = ids.iter().position(|x| *x == c.representative) {
+                txt.push_str(&format!("[{} msgs, {} votes] {}\n", c.size, c.weight, texts[i].replace('\n', " ").chars().take(120).collect::<String>()));
+            }
+        }
+        fs_err::create_dir_all(out)?;
+        fs_err::write(out.join("representatives.txt"), txt)?;
+    }
+    Ok(report)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `copilot`: latency of one co-pilot update (knowledge search, classification, form filling,
+/// dispatch) as a call's transcript grows, in process (no HTTP), on messages of the data folder.
+pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
+    use zhengwu_hotline::intel::form::FormFiller;
+    use zhengwu_hotline::tickets::model::Channel;
+    let mut models = Models::new(&args.models_toml)?;
+    let type_m = models.artifact(Task::ClassifyMsgabenchType)?;
+    let cat_m = models.artifact(Task::ClassifyTeddy)?;
+    let disp_m = Arc::new(models.artifact(Task::Dispatch)?);
+    let catalogue = Arc::new(Catalogue::load(&knowledge_file("departments.toml").context("departments.toml")?)?);
+    let rules = load_rules(&knowledge_file("dispatch_rules.toml").context("dispatch_rules.toml")?, &catalogue)?;
+    let dispatcher = Dispatcher::new(catalogue, rules, Some(disp_m), DispatchConfig::default())?;
+    let embedder = models.embedder("multilingual-e5-small")?;
+    // The shipped knowledge base in a fresh embedded store.
+    let dir = std::env::temp_dir().join(format!("zhengwu-copilot-eval-{}", std::process::id()));
+    let _ = fs_err::remove_dir_all(&dir);
+    let store = zhengwu_rag::edge::EdgeStore::open(&dir, embedder.dim())?;
+    let kb = zhengwu_rag::KnowledgeBase::new(Arc::new(store), embedder.clone())?;
+    let policy = knowledge_file("policy").context("knowledge-base/policy not found")?;
+    let t_ing = Instant::now();
+    kb.ingest_dir(&policy, &zhengwu_rag::kb::IngestOptions::default(), &mut |_| {})?;
+    eprintln!("copilot: knowledge base ingested in {:.0}s", t_ing.elapsed().as_secs_f64());
+    let filler = FormFiller::new();
+    let loaded = data::teddy(&args.data)?;
+    let calls: Vec<&str> = loaded.examples.iter().take(20).map(|e| e.text.as_str()).collect();
+    let (mut kn, mut cl, mut fo, mut di, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for call in &calls {
+        let chars: Vec<char> = call.chars().collect();
+        let mut end = 40;
+        while end < chars.len().min(400) + 40 {
+            let so_far: String = chars[..end.min(chars.len())].iter().collect();
+            let tail: String = chars[end.min(chars.len()).saturating_sub(200)..end.min(chars.len())].iter().collect();
+            let t0 = Instant::now();
+            let req = zhengwu_rag::SearchRequest { query: tail, mode: zhengwu_rag::Mode::Hybrid, limit: 3, filter: Default::default(), include_expired: false };
+            let _hits = kb.search(&req)?;
+            let t1 = Instant::now();
+            let ty = type_m.classify(&[so_far.as_str()])?.remove(0);
+            let cat = cat_m.classify(&[so_far.as_str()])?.remove(0);
+            let t2 = Instant::now();
+            let _form = filler.fill(&so_far, Channel::Phone, Some(("type", ty.as_slice())), Some(("category", cat.as_slice())), None);
+            let t3 = Instant::now();
+            let _s = dispatcher.suggest(&so_far, &[], &[])?;
+            let t4 = Instant::now();
+            kn.push((t1 - t0).as_secs_f64() * 1000.0);
+            cl.push((t2 - t1).as_secs_f64() * 1000.0);
+            fo.push((t3 - t2).as_secs_f64() * 1000.0);
+            di.push((t4 - t3).as_secs_f64() * 1000.0);
+            total.push((t4 - t0).as_secs_f64() * 1000.0);
+            end += 40;
+        }
+    }
+    let _ = fs_err::remove_dir_all(&dir);
+    let mut report = Report::new("Agent co-pilot latency per transcript update");
+    let n = total.len();
+    report.metric("copilot.updates", n as f64);
+    report.metric("copilot.update_p50_ms", percentile(&mut total.clone(), 0.5));
+    report.metric("copilot.update_p95_ms", percentile(&mut total, 0.95));
+    report.metric("copilot.knowledge_p50_ms", percentile(&mut kn, 0.5));
+    report.metric("copilot.classify_p50_ms", percentile(&mut cl, 0.5));
+    report.metric("copilot.form_p50_ms", percentile(&mut fo, 0.5));
+    report.metric("copilot.dispatch_p50_ms", percentile(&mut di, 0.5));
+    report.section(format!(
+        "## Co-pilot updates\n\n{n} updates: {} calls (Teddy messages as transcripts), one update per 40 new characters (up to 400). \
+Each update runs hybrid knowledge search on the last 200 characters, both classifiers on the transcript so far, form filling, and the dispatcher (rules + model). \
+The three models share one embedding cache here, so e5 runs once per update (the server does not share it yet: there e5 runs once per model). Threads: {}.\n",
+        calls.len(),
+        args.threads.unwrap_or(1)
+    ));
+    Ok(report)
+}

@@ -1,0 +1,591 @@
+//! HTTP API of the hotline intelligence.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/classify` | `{text}` → request type and category with calibrated confidence |
+//! | `POST /api/dispatch/suggest` | `{text, exclude?}` → lead department, co-handlers, bucket, reasons |
+//! | `POST /api/tickets/{id}/auto-dispatch` | run the dispatcher on a ticket; dispatches it unless the bucket is `human` |
+//! | `POST /api/callback/assess` | `{turns: [{speaker: agent|citizen, text}]}` → solved, satisfaction, script compliance, reopen |
+//! | `GET /api/supervisor/metrics` | volume, dispatch coverage/accuracy, 退单 rate, SLA, satisfaction (`created_from`, `created_to`, `district`, `lead_dept`) |
+//! | `GET /api/hotspots` | clusters of recent tickets with burst flags (`days`, default 30) |
+//! | `POST /api/copilot` | `{transcript, channel?}` → knowledge hits, similar tickets, pre-filled form with provenance, classification, dispatch suggestion, timings |
+//!
+//! Metrics and auto-dispatch need the agent key when one is configured.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::intel::artifact::{Artifact, Ranked};
+use crate::intel::callback::{Assessment, CallbackChecker, Turn};
+use crate::intel::departments::Catalogue;
+use crate::intel::dispatch::{Bucket, DispatchConfig, Dispatcher, Rule, SimilarCase, Suggestion};
+use crate::intel::features::{ngram_vector, Featurizer};
+use crate::intel::form::FormFiller;
+use crate::tickets::model::Channel;
+use crate::intel::hotspots::{self, HotspotConfig};
+use crate::intel::supervisor;
+use crate::intel::IntelError;
+use crate::tickets::http::{is_agent, parse_id, HttpError};
+use crate::tickets::machine::TransitionRequest;
+use crate::tickets::model::{DispatchRecord, Status, Ticket};
+use crate::tickets::store::{PageRequest, StoreError, TicketFilter};
+use crate::tickets::TicketService;
+
+/// The trained models; loaded after the embedding model (see [`IntelService::set_models`]).
+#[derive(Default, Clone)]
+pub struct IntelModels {
+    /// Request type (咨询 / 投诉求助 / 建言 …).
+    pub type_model: Option<Arc<Artifact>>,
+    /// First-level category.
+    pub category_model: Option<Arc<Artifact>>,
+    pub dispatch_model: Option<Arc<Artifact>>,
+    pub callback_model: Option<Arc<Artifact>>,
+    /// Turns tickets into vectors for hot spots (n-grams when `None`).
+    pub hotspot_featurizer: Option<Featurizer>,
+}
+
+/// Everything the intelligence routes use.
+pub struct IntelService {
+    pub tickets: Arc<TicketService>,
+    pub catalogue: Arc<Catalogue>,
+    pub rules: Vec<Rule>,
+    pub dispatch: DispatchConfig,
+    pub callback: CallbackChecker,
+    pub hotspots: HotspotConfig,
+    models: std::sync::RwLock<IntelModels>,
+    /// Knowledge-base search for the co-pilot (query, limit) → hits as JSON; set by the server.
+    pub knowledge: std::sync::OnceLock<KnowledgeSearch>,
+    pub form: FormFiller,
+    pub metrics: IntelMetrics,
+    /// The chat model, asked for a second opinion when a classifier is unsure.
+    pub generator: std::sync::OnceLock<Arc<dyn zhengwu_inference::Generator>>,
+    /// Ask the chat model when the top class's confidence is below this.
+    pub second_opinion_below: f32,
+}
+
+/// Prometheus collectors of the hotline intelligence (register them with the server's registry).
+#[derive(Clone)]
+pub struct IntelMetrics {
+    /// Auto-dispatch decisions by bucket and deciding layer.
+    pub dispatch_decisions: prometheus::IntCounterVec,
+    /// Callback assessments by whether they call for a reopen.
+    pub callback_assessments: prometheus::IntCounterVec,
+    /// Supervisor rates over the last 30 days (refreshed every minute): `auto_dispatch_coverage`,
+    /// `auto_dispatch_accuracy`, `redispatch_rate`, `sla_on_time`, `callback_satisfaction`.
+    pub rates: prometheus::GaugeVec,
+    /// Tickets by status over the last 30 days.
+    pub tickets: prometheus::IntGaugeVec,
+    pub overdue: prometheus::IntGauge,
+}
+
+impl IntelMetrics {
+    pub fn new() -> IntelMetrics {
+        use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+        IntelMetrics {
+            dispatch_decisions: IntCounterVec::new(Opts::new("dispatch_decisions_total", "Auto-dispatch decisions by bucket and deciding layer"), &["bucket", "decided_by"]).expect("metric"),
+            callback_assessments: IntCounterVec::new(Opts::new("callback_assessments_total", "Callback assessments by reopen verdict"), &["reopen"]).expect("metric"),
+            rates: GaugeVec::new(Opts::new("supervisor_rate", "Supervisor rates over the last 30 days"), &["rate"]).expect("metric"),
+            tickets: IntGaugeVec::new(Opts::new("supervisor_tickets", "Tickets created in the last 30 days by status"), &["status"]).expect("metric"),
+            overdue: IntGauge::new("supervisor_overdue_tickets", "Tickets created in the last 30 days and now overdue").expect("metric"),
+        }
+    }
+
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.dispatch_decisions.clone()),
+            Box::new(self.callback_assessments.clone()),
+            Box::new(self.rates.clone()),
+            Box::new(self.tickets.clone()),
+            Box::new(self.overdue.clone()),
+        ]
+    }
+
+    /// Set the gauges from a computation.
+    pub fn observe(&self, m: &supervisor::SupervisorMetrics) {
+        for (name, r) in [
+            ("auto_dispatch_coverage", &m.auto_dispatch_coverage),
+            ("auto_dispatch_accuracy", &m.auto_dispatch_accuracy),
+            ("redispatch_rate", &m.redispatch_rate),
+            ("sla_on_time", &m.sla_on_time),
+            ("callback_satisfaction", &m.callback_satisfaction),
+        ] {
+            match r.rate {
+                Some(v) => self.rates.with_label_values(&[name]).set(v),
+                None => {
+                    let _ = self.rates.remove_label_values(&[name]);
+                }
+            }
+        }
+        self.tickets.reset();
+        for (k, v) in &m.by_status {
+            self.tickets.with_label_values(&[k.as_str()]).set(*v as i64);
+        }
+        self.overdue.set(m.overdue.len() as i64);
+    }
+}
+
+impl Default for IntelMetrics {
+    fn default() -> Self {
+        IntelMetrics::new()
+    }
+}
+
+/// Refresh the supervisor gauges every `every` (last 30 days) while the service lives.
+pub fn spawn_metrics_refresh(svc: &Arc<IntelService>, every: std::time::Duration) {
+    let weak = Arc::downgrade(svc);
+    tokio::spawn(async move {
+        loop {
+            let Some(s) = weak.upgrade() else { return };
+            let now = Utc::now();
+            let filter = TicketFilter { created_from: Some(now - Duration::days(30)), ..Default::default() };
+            match supervisor::compute(s.tickets.store.as_ref(), &filter, now, 200_000).await {
+                Ok((m, _)) => s.metrics.observe(&m),
+                Err(e) => tracing::warn!(error = %e, "supervisor metrics refresh failed"),
+            }
+            drop(s);
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+/// Search the policy knowledge base: (query, limit) → JSON hits. Blocking.
+pub type KnowledgeSearch = Arc<dyn Fn(&str, usize) -> Result<Value, String> + Send + Sync>;
+
+const MAX_TEXT: usize = 20_000;
+
+fn intel_err(e: IntelError) -> HttpError {
+    match e {
+        IntelError::Data(m) => HttpError::invalid("input", m),
+        other => {
+            tracing::error!(error = %other, "intelligence error");
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", other.to_string())
+        }
+    }
+}
+
+fn check_text(param: &str, t: &str) -> Result<(), HttpError> {
+    if t.trim().is_empty() {
+        return Err(HttpError::invalid(param, "must not be empty"));
+    }
+    let n = t.chars().count();
+    if n > MAX_TEXT {
+        return Err(HttpError::invalid(param, format!("too long: {n} characters, at most {MAX_TEXT}")));
+    }
+    Ok(())
+}
+
+pub fn routes(svc: Arc<IntelService>) -> Router {
+    Router::new()
+        .route("/api/classify", post(classify))
+        .route("/api/dispatch/suggest", post(suggest))
+        .route("/api/tickets/{id}/auto-dispatch", post(auto_dispatch))
+        .route("/api/callback/assess", post(assess))
+        .route("/api/supervisor/metrics", get(metrics))
+        .route("/api/hotspots", get(hot))
+        .route("/api/copilot", post(copilot))
+        .with_state(svc)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextBody {
+    text: String,
+    #[serde(default)]
+    exclude: Vec<String>,
+}
+
+#[derive(Serialize, Clone)]
+struct ModelAnswer {
+    model: Option<String>,
+    top: Vec<Ranked>,
+}
+
+fn top3(model: &Option<Arc<Artifact>>, text: &str) -> Result<ModelAnswer, HttpError> {
+    match model {
+        None => Ok(ModelAnswer { model: None, top: Vec::new() }),
+        Some(m) => {
+            let mut r = m.classify(&[text]).map_err(intel_err)?.remove(0);
+            r.truncate(3);
+            Ok(ModelAnswer { model: Some(m.manifest.task.clone()), top: r })
+        }
+    }
+}
+
+impl IntelService {
+    pub fn new(tickets: Arc<TicketService>, catalogue: Arc<Catalogue>, rules: Vec<Rule>, dispatch: DispatchConfig, callback: CallbackChecker) -> Result<IntelService, IntelError> {
+        dispatch.validate().map_err(IntelError::Config)?;
+        Ok(IntelService {
+            tickets,
+            catalogue,
+            rules,
+            dispatch,
+            callback,
+            hotspots: HotspotConfig::default(),
+            models: Default::default(),
+            knowledge: std::sync::OnceLock::new(),
+            form: FormFiller::new(),
+            metrics: IntelMetrics::new(),
+            generator: std::sync::OnceLock::new(),
+            second_opinion_below: 0.5,
+        })
+    }
+
+    /// Install trained models (checked against the catalogue).
+    pub fn set_models(&self, m: IntelModels) -> Result<(), IntelError> {
+        if let Some(d) = &m.dispatch_model {
+            Dispatcher::new(self.catalogue.clone(), Vec::new(), Some(d.clone()), self.dispatch.clone())?;
+        }
+        if let Ok(mut w) = self.models.write() {
+            *w = m;
+        }
+        Ok(())
+    }
+
+    pub fn models(&self) -> IntelModels {
+        self.models.read().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The dispatcher with the current model.
+    pub fn dispatcher(&self) -> Result<Dispatcher, IntelError> {
+        Dispatcher::new(self.catalogue.clone(), self.rules.clone(), self.models().dispatch_model, self.dispatch.clone())
+    }
+
+    /// Classification of a text: request type and category (each `null` model when not loaded).
+    /// When the top class is below [`IntelService::second_opinion_below`] and a chat model is
+    /// loaded, it picks among the top 3 (`second_opinion`), and `label` is its pick.
+    pub async fn classify_text(&self, text: &str) -> Result<Value, HttpError> {
+        let m = self.models();
+        let mut out = serde_json::Map::new();
+        for (key, model) in [("request_type", &m.type_model), ("category", &m.category_model)] {
+            let ans = top3(model, text)?;
+            let mut v = serde_json::to_value(&ans).unwrap_or(Value::Null);
+            let top = ans.top.first().cloned();
+            v["label"] = json!(top.as_ref().map(|t| t.label.clone()));
+            if let (Some(t), Some(g)) = (&top, self.generator.get()) {
+                if t.confidence < self.second_opinion_below {
+                    let opinion = llm_pick(g.clone(), text, &ans.top).await;
+                    match opinion {
+                        Ok((pick, raw)) => {
+                            if let Some(p) = pick {
+                                v["label"] = json!(ans.top[p].label);
+                            }
+                            v["second_opinion"] = json!({"model": g.model_id(), "choice": pick.map(|p| ans.top[p].label.clone()), "raw": raw});
+                        }
+                        Err(e) => v["second_opinion"] = json!({"model": g.model_id(), "error": e}),
+                    }
+                }
+            }
+            out.insert(key.into(), v);
+        }
+        Ok(Value::Object(out))
+    }
+
+    /// Past tickets with a final department, most similar first (n-gram cosine ≥ 0.3, at most 5).
+    pub async fn similar_cases(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<SimilarCase>, StoreError> {
+        let page = self.tickets.store.list(&TicketFilter::default(), PageRequest { limit: 300, cursor: None }, Utc::now()).await?;
+        let q = ngram_vector(text, 4096, 2, 400);
+        let mut v: Vec<SimilarCase> = page
+            .data
+            .iter()
+            .filter(|t| Some(t.id) != skip_id && matches!(t.body.status, Status::Replied | Status::CallbackDone | Status::Closed))
+            .filter_map(|t| {
+                let dept = t.body.lead_dept.clone()?;
+                let d = ngram_vector(&Ticket::search_text(&t.body), 4096, 2, 400);
+                let sim: f32 = q.iter().zip(&d).map(|(a, b)| a * b).sum();
+                (sim >= 0.3).then_some(SimilarCase { ticket_id: t.id, dept, similarity: sim })
+            })
+            .collect();
+        v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        v.truncate(5);
+        Ok(v)
+    }
+}
+
+async fn classify(State(svc): State<Arc<IntelService>>, body: Result<Json<TextBody>, JsonRejection>) -> Result<Json<Value>, HttpError> {
+    let Json(b) = body?;
+    check_text("text", &b.text)?;
+    Ok(Json(svc.classify_text(&b.text).await?))
+}
+
+async fn suggest(State(svc): State<Arc<IntelService>>, body: Result<Json<TextBody>, JsonRejection>) -> Result<Json<Suggestion>, HttpError> {
+    let Json(b) = body?;
+    check_text("text", &b.text)?;
+    let cases = svc.similar_cases(&b.text, None).await?;
+    Ok(Json(svc.dispatcher().map_err(intel_err)?.suggest(&b.text, &b.exclude, &cases).map_err(intel_err)?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AutoDispatchBody {
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+async fn auto_dispatch(
+    State(svc): State<Arc<IntelService>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<AutoDispatchBody>>,
+) -> Result<Json<Value>, HttpError> {
+    let agent = is_agent(&svc.tickets, &headers)?;
+    if svc.tickets.agent_key.is_some() && !agent {
+        return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "auto-dispatch needs the agent key"));
+    }
+    let id = parse_id(&id)?;
+    let actor = body.and_then(|b| b.0.actor).unwrap_or_else(|| "dispatcher".into());
+    let t = svc.tickets.store.get(id).await?.ok_or(StoreError::NotFound(id))?;
+    if !matches!(t.body.status, Status::Accepted | Status::Returned | Status::Reopened) {
+        return Err(HttpError::new(
+            StatusCode::CONFLICT,
+            "invalid_transition",
+            format!("ticket {id} is {}; only accepted, returned or reopened tickets are dispatched", t.body.status.as_str()),
+        ));
+    }
+    // Departments that returned it (退单) are not asked again.
+    let mut exclude: Vec<String> = Vec::new();
+    for h in t.history.iter().filter(|h| h.to == Status::Returned) {
+        if let Some(d) = &h.dept {
+            if !exclude.contains(d) {
+                exclude.push(d.clone());
+            }
+        }
+    }
+    let text = format!("{}\n{}", t.body.summary, t.body.text);
+    let cases = svc.similar_cases(&text, Some(id)).await?;
+    let s = svc.dispatcher().map_err(intel_err)?.suggest(&text, &exclude, &cases).map_err(intel_err)?;
+    svc.metrics.dispatch_decisions.with_label_values(&[s.bucket.as_str(), s.decided_by.as_str()]).inc();
+    let ticket = match (&s.lead, s.bucket) {
+        (Some(lead), Bucket::Auto | Bucket::Review) => {
+            let req = TransitionRequest {
+                to: Status::Dispatched,
+                actor,
+                reason: None,
+                dept: Some(lead.dept.clone()),
+                co_handlers: Some(s.co_handlers.iter().map(|c| c.dept.clone()).collect()),
+                reply: None,
+                satisfaction: None,
+                dispatch: Some(DispatchRecord {
+                    at: None,
+                    dept: String::new(),
+                    auto: true,
+                    bucket: Some(s.bucket.as_str().into()),
+                    suggested: Some(lead.dept.clone()),
+                    confidence: Some(lead.confidence.clamp(0.0, 1.0)),
+                    decided_by: Some(s.decided_by.clone()),
+                }),
+                expected_version: Some(t.version),
+            };
+            let t = svc.tickets.transition(id, &req).await?;
+            tracing::info!(id, dept = %lead.dept, bucket = s.bucket.as_str(), confidence = lead.confidence, "auto-dispatched");
+            Some(if agent { t } else { svc.tickets.masked(&t) })
+        }
+        _ => None,
+    };
+    Ok(Json(json!({ "dispatched": ticket.is_some(), "suggestion": s, "ticket": ticket })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssessBody {
+    turns: Vec<Turn>,
+}
+
+async fn assess(State(svc): State<Arc<IntelService>>, body: Result<Json<AssessBody>, JsonRejection>) -> Result<Json<Assessment>, HttpError> {
+    let Json(b) = body?;
+    if b.turns.is_empty() {
+        return Err(HttpError::invalid("turns", "must not be empty"));
+    }
+    if b.turns.len() > 500 {
+        return Err(HttpError::invalid("turns", "at most 500 turns"));
+    }
+    for t in &b.turns {
+        check_text("turns.text", &t.text)?;
+    }
+    let model = svc.models().callback_model;
+    let a = svc.callback.assess(&b.turns, model.as_deref()).map_err(intel_err)?;
+    svc.metrics.callback_assessments.with_label_values(&[if a.reopen { "true" } else { "false" }]).inc();
+    Ok(Json(a))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct MetricsParams {
+    created_from: Option<DateTime<Utc>>,
+    created_to: Option<DateTime<Utc>>,
+    district: Option<String>,
+    lead_dept: Option<String>,
+}
+
+async fn metrics(
+    State(svc): State<Arc<IntelService>>,
+    headers: HeaderMap,
+    q: Result<Query<MetricsParams>, QueryRejection>,
+) -> Result<Json<Value>, HttpError> {
+    let agent = is_agent(&svc.tickets, &headers)?;
+    if svc.tickets.agent_key.is_some() && !agent {
+        return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "supervisor metrics need the agent key"));
+    }
+    let Query(p) = q?;
+    let filter = TicketFilter { created_from: p.created_from, created_to: p.created_to, district: p.district, lead_dept: p.lead_dept, ..Default::default() };
+    let (m, truncated) = supervisor::compute(svc.tickets.store.as_ref(), &filter, Utc::now(), 200_000).await?;
+    Ok(Json(json!({ "metrics": m, "truncated": truncated })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HotParams {
+    days: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn hot(State(svc): State<Arc<IntelService>>, q: Result<Query<HotParams>, QueryRejection>) -> Result<Json<Value>, HttpError> {
+    let Query(p) = q?;
+    let days = p.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(HttpError::invalid("days", "1..=366"));
+    }
+    let now = Utc::now();
+    let filter = TicketFilter { created_from: Some(now - Duration::days(days)), ..Default::default() };
+    let page = svc.tickets.store.list(&filter, PageRequest { limit: 2000, cursor: None }, now).await?;
+    let texts: Vec<String> = page.data.iter().map(|t| format!("{}\n{}", t.body.summary, t.body.text)).collect();
+    let (vectors, mut cfg) = match &svc.models().hotspot_featurizer {
+        Some(f) => {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let x = f.features(&refs).map_err(intel_err)?;
+            (x.chunks(f.dim().max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>(), svc.hotspots.clone())
+        }
+        None => (texts.iter().map(|t| ngram_vector(t, 4096, 2, 400)).collect(), HotspotConfig { similarity: 0.45, ..svc.hotspots.clone() }),
+    };
+    cfg.window_days = cfg.window_days.min(days);
+    let items: Vec<hotspots::Item> = page
+        .data
+        .iter()
+        .zip(vectors)
+        .map(|(t, v)| hotspots::Item { id: t.id.to_string(), at: t.body.created_at, district: t.body.address.district.clone(), weight: 0.0, vector: v })
+        .collect();
+    let mut clusters = hotspots::cluster(&items, &cfg, now);
+    clusters.truncate(p.limit.unwrap_or(20).min(100));
+    let summaries: Vec<Value> = clusters
+        .iter()
+        .map(|c| {
+            let rep = page.data.iter().find(|t| t.id.to_string() == c.representative);
+            json!({ "cluster": c, "summary": rep.map(|t| svc.tickets.mask_text(&t.body.summary)) })
+        })
+        .collect();
+    Ok(Json(json!({ "tickets": page.data.len(), "clusters": summaries })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CopilotBody {
+    /// The call so far (citizen's words; the whole transcript is fine).
+    transcript: String,
+    #[serde(default)]
+    channel: Option<Channel>,
+    /// Knowledge hits to return (default 3, at most 10).
+    #[serde(default)]
+    knowledge_limit: Option<usize>,
+}
+
+/// Agent co-pilot: everything the agent needs for the transcript so far, with timings.
+async fn copilot(State(svc): State<Arc<IntelService>>, body: Result<Json<CopilotBody>, JsonRejection>) -> Result<Json<Value>, HttpError> {
+    let Json(b) = body?;
+    check_text("transcript", &b.transcript)?;
+    let t0 = std::time::Instant::now();
+    let text = b.transcript.clone();
+    // The knowledge query: the latest part of the call says what is being asked now.
+    let tail: String = {
+        let chars: Vec<char> = text.chars().collect();
+        chars[chars.len().saturating_sub(200)..].iter().collect()
+    };
+    let limit = b.knowledge_limit.unwrap_or(3).clamp(1, 10);
+    let knowledge = match svc.knowledge.get().cloned() {
+        Some(search) => match tokio::task::spawn_blocking(move || search(&tail, limit)).await {
+            Ok(Ok(v)) => json!({"hits": v}),
+            Ok(Err(e)) => json!({"hits": [], "error": e}),
+            Err(e) => json!({"hits": [], "error": e.to_string()}),
+        },
+        None => json!({"hits": [], "error": "knowledge base not configured"}),
+    };
+    let t_knowledge = t0.elapsed().as_secs_f64() * 1000.0;
+    let svc2 = svc.clone();
+    let text2 = text.clone();
+    let (classification, form) = tokio::task::spawn_blocking(move || -> Result<(Value, Value), HttpError> {
+        let m = svc2.models();
+        let ty = match &m.type_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
+        let cat = match &m.category_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
+        let draft = svc2.form.fill(
+            &text2,
+            b.channel.unwrap_or(Channel::Phone),
+            ty.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
+            cat.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
+            svc2.tickets.taxonomy.as_ref(),
+        );
+        let top = |x: &Option<(String, Vec<Ranked>)>| match x {
+            Some((n, r)) => json!({"model": n, "top": r.iter().take(3).collect::<Vec<_>>()}),
+            None => json!({"model": null, "top": []}),
+        };
+        Ok((json!({"request_type": top(&ty), "category": top(&cat)}), serde_json::to_value(draft).unwrap_or(Value::Null)))
+    })
+    .await
+    .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let t_classify = t0.elapsed().as_secs_f64() * 1000.0 - t_knowledge;
+    let cases = svc.similar_cases(&text, None).await?;
+    let mut similar = Vec::new();
+    for c in &cases {
+        if let Some(t) = svc.tickets.store.get(c.ticket_id).await? {
+            similar.push(json!({"id": t.id, "number": t.number, "summary": svc.tickets.mask_text(&t.body.summary), "lead_dept": t.body.lead_dept, "status": t.body.status, "similarity": c.similarity}));
+        }
+    }
+    let dispatch = svc.dispatcher().map_err(intel_err)?.suggest(&text, &[], &cases).map_err(intel_err)?;
+    let total = t0.elapsed().as_secs_f64() * 1000.0;
+    Ok(Json(json!({
+        "knowledge": knowledge,
+        "similar_tickets": similar,
+        "form": form,
+        "classification": classification,
+        "dispatch": dispatch,
+        "timings_ms": {"knowledge": t_knowledge, "classify_and_form": t_classify, "similar_and_dispatch": total - t_knowledge - t_classify, "total": total},
+    })))
+}
+
+/// Ask the chat model which of `options` fits `text` best: (index, raw answer). Personal data is
+/// masked in the prompt; greedy, at most 4 tokens, 30 s deadline.
+async fn llm_pick(g: Arc<dyn zhengwu_inference::Generator>, text: &str, options: &[Ranked]) -> Result<(Option<usize>, String), String> {
+    use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest};
+    if options.is_empty() {
+        return Ok((None, String::new()));
+    }
+    let mut list = String::new();
+    for (i, o) in options.iter().enumerate() {
+        list.push_str(&format!("{}. {}\n", i + 1, o.label));
+    }
+    let masked = crate::redact::for_prompt(text);
+    let msgs = vec![
+        ChatMessage::new("system", "你是12345政务服务热线的工单分类员。根据市民的诉求，从候选类别中选出最合适的一项，只回答它的编号。"),
+        ChatMessage::new("user", format!("诉求：{}\n候选类别：\n{list}请只回答编号。", crate::intel::features::head_chars(&masked, 300))),
+    ];
+    let prompt = g.render_chat(&msgs).map_err(|e| e.to_string())?;
+    let params = GenerationParams { max_tokens: 4, temperature: 0.0, ..Default::default() };
+    let mut rx = g
+        .submit(GenerationRequest { prompt, params, deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(30)) })
+        .map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            GenerationEvent::Delta(d) => raw.push_str(&d),
+            GenerationEvent::Done(_) => break,
+            GenerationEvent::Failed(e) => return Err(e.to_string()),
+        }
+    }
+    let pick = raw.chars().find_map(|c| c.to_digit(10)).map(|d| d as usize).filter(|d| (1..=options.len()).contains(d)).map(|d| d - 1);
+    Ok((pick, raw.trim().to_string()))
+}
