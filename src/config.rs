@@ -19,6 +19,9 @@ pub struct FileConfig {
     /// Dispatch thresholds and evidence weights.
     #[serde(default)]
     pub dispatch: zhengwu_hotline::intel::dispatch::DispatchConfig,
+    /// Web app users and the audit log.
+    #[serde(default)]
+    pub web: crate::web::WebConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@ mod config;
 mod kb_cli;
 mod server;
 mod train;
+mod web;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -456,6 +457,19 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         let mut tickets_cfg = file.tickets.clone();
         tickets_cfg.db = args.tickets_db.clone().or(tickets_cfg.db);
         tickets_cfg.agent_key = args.tickets_agent_key.clone().or(tickets_cfg.agent_key);
+        // Web app (issue 6): users from [web] and ZHENGWU_WEB_USERS; with users, staff act with
+        // the ticket agent key (a random one when none is configured).
+        let web_cfg = file.web.clone().with_env_users(std::env::var("ZHENGWU_WEB_USERS").ok().as_deref())?;
+        if !web_cfg.users.is_empty() && tickets_cfg.agent_key.is_none() {
+            tickets_cfg.agent_key = Some(uuid::Uuid::new_v4().simple().to_string());
+        }
+        let audit_path = web_cfg
+            .audit_log
+            .clone()
+            .or_else(|| std::env::var_os("ZHENGWU_AUDIT_LOG").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(default_audit_path);
+        let web_state = Arc::new(web::WebState::new(&web_cfg, audit_path.clone(), tickets_cfg.agent_key.clone())?);
+        tracing::info!(users = web_cfg.users.len(), audit = %audit_path.display(), "web app");
         let tickets = zhengwu_hotline::tickets::TicketService::from_config(&tickets_cfg).await.context("opening the ticket store")?;
         let tickets = Arc::new(tickets);
         let api = api.merge(zhengwu_hotline::tickets::http::routes(tickets.clone()));
@@ -474,11 +488,24 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         let api = api.merge(rag_routes);
         let search: zhengwu_hotline::intel::http::KnowledgeSearch = Arc::new(move |q: &str, n: usize| rag_state.search_json(q, n));
         let _ = intel.knowledge.set(search);
+        let api = api
+            .merge(web::routes(web_state.clone()))
+            .layer(axum::middleware::from_fn_with_state(web_state, web::guard));
         let app = server::router(state, api);
         axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok::<_, anyhow::Error>(())
     })
+}
+
+/// `<data dir>/zhengwu/audit.jsonl` (e.g. ~/.local/share/zhengwu/audit.jsonl).
+fn default_audit_path() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("zhengwu")
+        .join("audit.jsonl")
 }
 
 /// The intelligence service: department catalogue, dispatch rules, callback phrases from the

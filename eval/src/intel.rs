@@ -321,7 +321,15 @@ pub fn run_hotspots(args: &EvalArgs) -> anyhow::Result<Report> {
         .map(|i| hotspots::Item { id: ids[i].clone(), at: times[i], district: district(&texts[i]), weight: weights[i], vector: vectors[i].clone() })
         .collect();
     let now = times.iter().max().copied().unwrap_or_else(chrono::Utc::now);
-    let cfg = HotspotConfig::default();
+    let cfg = HotspotConfig { idf_prefix: 4096, ..HotspotConfig::default() };
+    let mut sweep = String::from("\n### Similarity threshold sweep\n\n| threshold | clusters | clusters ≥ 2 | largest | share in clusters ≥ 2 | mean cohesion of clusters ≥ 2 |\n|---:|---:|---:|---:|---:|---:|\n");
+    for th in [0.4f32, 0.5, 0.6, 0.7, 0.8] {
+        let c = hotspots::cluster(&items, &HotspotConfig { similarity: th, ..cfg.clone() }, now);
+        let multi: Vec<_> = c.iter().filter(|x| x.size >= 2).collect();
+        let share = multi.iter().map(|x| x.size).sum::<u64>() as f64 / items.len() as f64;
+        let coh = multi.iter().map(|x| f64::from(x.cohesion)).sum::<f64>() / multi.len().max(1) as f64;
+        sweep.push_str(&format!("| {th} | {} | {} | {} | {} | {:.3} |\n", c.len(), multi.len(), c.iter().map(|x| x.size).max().unwrap_or(0), pct(share), coh));
+    }
     let t1 = Instant::now();
     let clusters = hotspots::cluster(&items, &cfg, now);
     let cluster_s = t1.elapsed().as_secs_f64();
@@ -358,6 +366,7 @@ pub fn run_hotspots(args: &EvalArgs) -> anyhow::Result<Report> {
             c.cohesion
         ));
     }
+    md.push_str(&sweep);
     report.section(md);
     if let Some(out) = &args.out {
         // Representative texts for a person to read, next to the report (not committed).

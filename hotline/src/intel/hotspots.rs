@@ -1,7 +1,8 @@
 //! Hot spots (热点): group recent tickets by what they are about and flag groups that grow faster
 //! than their own baseline.
 //!
-//! Clustering is single-pass "leader" clustering on vectors made of the hashed character n-grams
+//! Clustering is single-pass "leader" clustering (an item is compared with each cluster's first
+//! member, so clusters cannot drift into one) on vectors made of the hashed character n-grams
 //! and the e5 embedding of each ticket (each half unit length, the whole normalised, so the
 //! similarity is the mean of the lexical and the semantic cosine: e5 alone rates most short
 //! Chinese complaints alike): an item joins the most similar cluster centroid at or above `similarity`, with a
@@ -26,11 +27,15 @@ pub struct HotspotConfig {
     pub burst_z: f64,
     /// Smallest recent count that can be a burst.
     pub burst_min: u64,
+    /// The first this-many dimensions of each vector are n-gram counts: they are re-weighted by
+    /// inverse document frequency over the batch (words every message uses stop counting) and
+    /// re-normalised; the rest (the embedding) is kept as is.
+    pub idf_prefix: usize,
 }
 
 impl Default for HotspotConfig {
     fn default() -> Self {
-        HotspotConfig { similarity: 0.6, region_bonus: 0.02, window_days: 7, baseline_days: 56, burst_z: 3.0, burst_min: 3 }
+        HotspotConfig { similarity: 0.6, region_bonus: 0.02, window_days: 7, baseline_days: 56, burst_z: 3.0, burst_min: 3, idf_prefix: 0 }
     }
 }
 
@@ -79,11 +84,36 @@ fn normalise(v: &mut [f32]) {
 /// Cluster `items` (any order; processed oldest first) and rank clusters by heat. `now` ends
 /// the recent window.
 pub fn cluster(items: &[Item], cfg: &HotspotConfig, now: DateTime<Utc>) -> Vec<Cluster> {
-    // Work on unit vectors whatever the caller passed.
+    // IDF over the batch for the n-gram part, then unit vectors whatever the caller passed.
+    let k = cfg.idf_prefix;
+    let mut idf = vec![1f32; k];
+    if k > 0 {
+        let mut df = vec![0u32; k];
+        for it in items {
+            for (d, x) in df.iter_mut().zip(&it.vector[..k.min(it.vector.len())]) {
+                *d += u32::from(*x > 0.0);
+            }
+        }
+        let n = items.len() as f32;
+        for (w, d) in idf.iter_mut().zip(&df) {
+            // Smoothed: words in every message still count once, rare ones several times.
+            *w = ((1.0 + n) / (1.0 + *d as f32)).ln() + 1.0;
+        }
+    }
     let units: Vec<Vec<f32>> = items
         .iter()
         .map(|it| {
             let mut v = it.vector.clone();
+            if k > 0 && v.len() >= k {
+                let (ng, rest) = v.split_at_mut(k);
+                let before = dot(ng, ng).sqrt();
+                ng.iter_mut().zip(&idf).for_each(|(x, w)| *x *= w);
+                let after = dot(ng, ng).sqrt();
+                if after > 0.0 {
+                    ng.iter_mut().for_each(|x| *x *= before / after);
+                }
+                let _ = rest;
+            }
             normalise(&mut v);
             v
         })
@@ -93,6 +123,8 @@ pub fn cluster(items: &[Item], cfg: &HotspotConfig, now: DateTime<Utc>) -> Vec<C
     struct Acc {
         sum: Vec<f32>,
         centroid: Vec<f32>,
+        /// The first member: new items are compared with it, so a cluster cannot drift.
+        leader: Vec<f32>,
         members: Vec<usize>,
         district: Option<String>,
     }
@@ -102,7 +134,7 @@ pub fn cluster(items: &[Item], cfg: &HotspotConfig, now: DateTime<Utc>) -> Vec<C
         let vec = &units[i];
         let mut best: Option<(usize, f32)> = None;
         for (c, a) in acc.iter().enumerate() {
-            let mut s = dot(vec, &a.centroid);
+            let mut s = dot(vec, &a.leader);
             if it.district.is_some() && it.district == a.district {
                 s += cfg.region_bonus;
             }
@@ -118,7 +150,7 @@ pub fn cluster(items: &[Item], cfg: &HotspotConfig, now: DateTime<Utc>) -> Vec<C
                 normalise(&mut a.centroid);
                 a.members.push(i);
             }
-            None => acc.push(Acc { sum: vec.clone(), centroid: vec.clone(), members: vec![i], district: it.district.clone() }),
+            None => acc.push(Acc { sum: vec.clone(), centroid: vec.clone(), leader: vec.clone(), members: vec![i], district: it.district.clone() }),
         }
     }
     let recent_from = now - Duration::days(cfg.window_days);

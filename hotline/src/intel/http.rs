@@ -189,6 +189,8 @@ pub fn routes(svc: Arc<IntelService>) -> Router {
         .route("/api/tickets/{id}/auto-dispatch", post(auto_dispatch))
         .route("/api/callback/assess", post(assess))
         .route("/api/supervisor/metrics", get(metrics))
+        .route("/api/supervisor/metrics.csv", get(metrics_csv))
+        .route("/api/supervisor/chart.svg", get(chart_svg))
         .route("/api/hotspots", get(hot))
         .route("/api/copilot", post(copilot))
         .with_state(svc)
@@ -460,9 +462,9 @@ async fn hot(State(svc): State<Arc<IntelService>>, q: Result<Query<HotParams>, Q
         Some(f) => {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let x = f.features(&refs).map_err(intel_err)?;
-            (x.chunks(f.dim().max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>(), svc.hotspots.clone())
+            (x.chunks(f.dim().max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>(), HotspotConfig { idf_prefix: f.config.ngram_buckets, ..svc.hotspots.clone() })
         }
-        None => (texts.iter().map(|t| ngram_vector(t, 4096, 2, 400)).collect(), HotspotConfig { similarity: 0.45, ..svc.hotspots.clone() }),
+        None => (texts.iter().map(|t| ngram_vector(t, 4096, 2, 400)).collect(), HotspotConfig { similarity: 0.45, idf_prefix: 4096, ..svc.hotspots.clone() }),
     };
     cfg.window_days = cfg.window_days.min(days);
     let items: Vec<hotspots::Item> = page
@@ -496,7 +498,10 @@ struct CopilotBody {
 }
 
 /// Agent co-pilot: everything the agent needs for the transcript so far, with timings.
-async fn copilot(State(svc): State<Arc<IntelService>>, body: Result<Json<CopilotBody>, JsonRejection>) -> Result<Json<Value>, HttpError> {
+async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body: Result<Json<CopilotBody>, JsonRejection>) -> Result<Json<Value>, HttpError> {
+    // A citizen (role set by the web guard) gets the knowledge and the form, not other people's
+    // tickets or internal dispatch reasoning.
+    let citizen = headers.get("x-zhengwu-role").is_some_and(|v| v == "citizen");
     let Json(b) = body?;
     check_text("transcript", &b.transcript)?;
     let t0 = std::time::Instant::now();
@@ -538,6 +543,17 @@ async fn copilot(State(svc): State<Arc<IntelService>>, body: Result<Json<Copilot
     .await
     .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     let t_classify = t0.elapsed().as_secs_f64() * 1000.0 - t_knowledge;
+    if citizen {
+        let total = t0.elapsed().as_secs_f64() * 1000.0;
+        return Ok(Json(json!({
+            "knowledge": knowledge,
+            "similar_tickets": [],
+            "form": form,
+            "classification": classification,
+            "dispatch": null,
+            "timings_ms": {"knowledge": t_knowledge, "classify_and_form": t_classify, "total": total},
+        })));
+    }
     let cases = svc.similar_cases(&text, None).await?;
     let mut similar = Vec::new();
     for c in &cases {
@@ -588,4 +604,138 @@ async fn llm_pick(g: Arc<dyn zhengwu_inference::Generator>, text: &str, options:
     }
     let pick = raw.chars().find_map(|c| c.to_digit(10)).map(|d| d as usize).filter(|d| (1..=options.len()).contains(d)).map(|d| d - 1);
     Ok((pick, raw.trim().to_string()))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ChartParams {
+    dim: String,
+    created_from: Option<DateTime<Utc>>,
+    created_to: Option<DateTime<Utc>>,
+    district: Option<String>,
+    lead_dept: Option<String>,
+    /// Cache buster from the page; ignored.
+    #[serde(default)]
+    t: Option<String>,
+}
+
+async fn authorised_metrics(svc: &IntelService, headers: &HeaderMap, filter: TicketFilter) -> Result<supervisor::SupervisorMetrics, HttpError> {
+    let agent = is_agent(&svc.tickets, headers)?;
+    if svc.tickets.agent_key.is_some() && !agent {
+        return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "supervisor metrics need the agent key"));
+    }
+    Ok(supervisor::compute(svc.tickets.store.as_ref(), &filter, Utc::now(), 200_000).await?.0)
+}
+
+/// `GET /api/supervisor/metrics.csv`: every count and rate as `section,key,value` rows.
+async fn metrics_csv(
+    State(svc): State<Arc<IntelService>>,
+    headers: HeaderMap,
+    q: Result<Query<MetricsParams>, QueryRejection>,
+) -> Result<axum::response::Response, HttpError> {
+    use axum::response::IntoResponse;
+    let Query(p) = q?;
+    let filter = TicketFilter { created_from: p.created_from, created_to: p.created_to, district: p.district, lead_dept: p.lead_dept, ..Default::default() };
+    let m = authorised_metrics(&svc, &headers, filter).await?;
+    let mut out = String::from("section,key,value\n");
+    let cell = crate::tickets::http::csv_cell;
+    out.push_str(&format!("total,tickets,{}\ntotal,dispatched,{}\n", m.tickets, m.dispatched));
+    for (name, map) in [
+        ("by_status", &m.by_status),
+        ("by_channel", &m.by_channel),
+        ("by_type", &m.by_type),
+        ("by_category", &m.by_category),
+        ("by_department", &m.by_department),
+        ("by_district", &m.by_district),
+        ("by_day", &m.by_day),
+        ("satisfaction", &m.satisfaction_counts),
+    ] {
+        for (k, v) in map {
+            out.push_str(&format!("{name},{},{v}\n", cell(k)));
+        }
+    }
+    for (name, r) in [
+        ("auto_dispatch_coverage", &m.auto_dispatch_coverage),
+        ("auto_dispatch_accuracy", &m.auto_dispatch_accuracy),
+        ("suggestion_accuracy", &m.suggestion_accuracy),
+        ("redispatch_rate", &m.redispatch_rate),
+        ("sla_on_time", &m.sla_on_time),
+        ("callback_satisfaction", &m.callback_satisfaction),
+        ("reopen_rate", &m.reopen_rate),
+    ] {
+        out.push_str(&format!("rate,{name},{}\n", r.rate.map(|x| format!("{x:.4}")).unwrap_or_default()));
+    }
+    for o in &m.overdue {
+        out.push_str(&format!("overdue,{},{}\n", cell(&o.number), cell(o.lead_dept.as_deref().unwrap_or(""))));
+    }
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"supervisor-metrics.csv\""),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A horizontal bar chart as standalone SVG (server-rendered: no chart script in the page).
+pub fn bar_chart_svg(title: &str, bars: &[(String, f64)]) -> String {
+    let width = 640.0;
+    let row = 24.0;
+    let left = 200.0;
+    let height = 44.0 + row * bars.len().max(1) as f64;
+    let max = bars.iter().map(|b| b.1).fold(0.0_f64, f64::max).max(1e-9);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{t}\" font-family=\"sans-serif\" font-size=\"13\"><title>{t}</title><text x=\"8\" y=\"22\" font-weight=\"bold\">{t}</text>",
+        t = xml_escape(title)
+    );
+    if bars.is_empty() {
+        svg.push_str("<text x=\"8\" y=\"50\">暂无数据</text>");
+    }
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let y = 34.0 + row * i as f64;
+        let w = (width - left - 70.0) * v / max;
+        svg.push_str(&format!(
+            "<text x=\"8\" y=\"{ty}\">{l}</text><rect x=\"{left}\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" fill=\"#1d4ed8\"/><text x=\"{tx:.1}\" y=\"{ty}\">{v}</text>",
+            ty = y + 13.0,
+            tx = left + w + 4.0,
+            l = xml_escape(&label.chars().take(14).collect::<String>()),
+        ));
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// `GET /api/supervisor/chart.svg?dim=by_day|by_category|by_department|by_district|by_channel|by_type|by_status`.
+async fn chart_svg(
+    State(svc): State<Arc<IntelService>>,
+    headers: HeaderMap,
+    q: Result<Query<ChartParams>, QueryRejection>,
+) -> Result<axum::response::Response, HttpError> {
+    use axum::response::IntoResponse;
+    let Query(p) = q?;
+    let _ = &p.t;
+    let filter = TicketFilter { created_from: p.created_from, created_to: p.created_to, district: p.district, lead_dept: p.lead_dept, ..Default::default() };
+    let m = authorised_metrics(&svc, &headers, filter).await?;
+    let (title, map) = match p.dim.as_str() {
+        "by_day" => ("每日工单量", &m.by_day),
+        "by_category" => ("按诉求分类", &m.by_category),
+        "by_department" => ("按承办部门", &m.by_department),
+        "by_district" => ("按区域", &m.by_district),
+        "by_channel" => ("按渠道", &m.by_channel),
+        "by_type" => ("按诉求类型", &m.by_type),
+        "by_status" => ("按状态", &m.by_status),
+        other => return Err(HttpError::invalid("dim", format!("unknown dimension {other:?}"))),
+    };
+    let mut bars: Vec<(String, f64)> = map.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
+    if p.dim != "by_day" {
+        bars.sort_by(|a, b| b.1.total_cmp(&a.1));
+    }
+    let keep = if p.dim == "by_day" { bars.len().saturating_sub(31) } else { 0 };
+    let bars: Vec<(String, f64)> = bars.into_iter().skip(keep).take(20).collect();
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml"), (axum::http::header::CACHE_CONTROL, "no-store")], bar_chart_svg(title, &bars)).into_response())
 }
