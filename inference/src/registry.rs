@@ -1225,7 +1225,8 @@ size = {size}
             reg.default_for(ModelKind::Embedding).unwrap().name,
             "multilingual-e5-small"
         );
-        assert!(reg.default_for(ModelKind::Classifier).is_none());
+        // No configured default classifier: the first listed one is the fallback.
+        assert_eq!(reg.default_for(ModelKind::Classifier).unwrap().name, "classify-teddy");
     }
 
     #[test]
