@@ -157,7 +157,14 @@ pub fn run(args: TrainArgs, registry_path: &Path, registry: &Registry, embedding
             if let Some(c) = &cache {
                 fz = fz.with_cache(c.clone());
             }
-            let (mut a, r) = zhengwu_hotline::intel::artifact::Artifact::train(name, &loaded.examples, fz, &task.train_config())?;
+            let extra = match (task, &catalogue) {
+                (Task::Dispatch, Some(c)) => Task::catalogue_examples(c),
+                _ => Vec::new(),
+            };
+            if !extra.is_empty() {
+                eprintln!("train {name}: + {} written examples from the department catalogue (training split only)", extra.len());
+            }
+            let (mut a, r) = zhengwu_hotline::intel::artifact::Artifact::train_with_extra(name, &loaded.examples, &extra, fz, &task.train_config())?;
             if task == Task::Callback {
                 a.set_value_names(&["accomplished", "satisfaction"]);
             }

@@ -441,6 +441,8 @@ pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
             end += 40;
         }
     }
+    // The store flushes when dropped: drop it before removing its folder.
+    drop(kb);
     let _ = fs_err::remove_dir_all(&dir);
     let mut report = Report::new("Agent co-pilot latency per transcript update");
     let n = total.len();

@@ -139,10 +139,25 @@ impl Artifact {
         featurizer: Featurizer,
         cfg: &TrainConfig,
     ) -> Result<(Artifact, TrainReport), IntelError> {
+        Artifact::train_with_extra(task, examples, &[], featurizer, cfg)
+    }
+
+    /// [`Artifact::train`] with `extra` examples that always go to the training split (e.g.
+    /// written descriptions of classes the history lacks); they never reach the dev metrics.
+    pub fn train_with_extra(
+        task: &str,
+        examples: &[Example],
+        extra: &[Example],
+        featurizer: Featurizer,
+        cfg: &TrainConfig,
+    ) -> Result<(Artifact, TrainReport), IntelError> {
         if examples.is_empty() {
             return Err(IntelError::Data(format!("{task}: no training examples")));
         }
-        let splits: Vec<Split> = examples.iter().map(|e| split_of(&e.text)).collect();
+        let n_hist = examples.len();
+        let examples: Vec<Example> = examples.iter().chain(extra).cloned().collect();
+        let examples = examples.as_slice();
+        let splits: Vec<Split> = examples.iter().enumerate().map(|(i, e)| if i >= n_hist { Split::Train } else { split_of(&e.text) }).collect();
         let t0 = std::time::Instant::now();
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         let x_all = featurizer.features(&texts)?;
