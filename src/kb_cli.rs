@@ -180,6 +180,7 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
                 filter: KbFilter::default(),
                 stream: false,
                 max_tokens: None,
+                history: Vec::new(),
             })?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&answer)?);

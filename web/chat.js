@@ -160,7 +160,8 @@
           method: 'POST',
           credentials: 'same-origin',
           headers: { 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-          body: JSON.stringify({ question, stream: true }),
+          // Earlier questions (not the one just asked) let the server read a short follow-up in context.
+          body: JSON.stringify({ question, stream: true, history: asked.slice(-4, -1) }),
         });
       } catch (_) {
         throw new Error('网络错误，无法连接服务器，请稍后重试');

@@ -211,7 +211,7 @@ fn answer_metrics(
     let mut asked = 0.0;
     for q in qa.iter().take(n) {
         let gold = q.get("answer").and_then(|a| a.get("text")).and_then(|t| t.as_str()).unwrap_or_default();
-        let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160) };
+        let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
         let a = answerer.ask_blocking(&ask)?;
         asked += 1.0;
         if a.kind == AnswerKind::Refusal {
@@ -232,7 +232,7 @@ fn answer_metrics(
     let mut oos_n = 0.0;
     if oos_path.is_file() {
         for q in read_jsonl(&oos_path)?.iter().take(n) {
-            let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160) };
+            let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
             let a = answerer.ask_blocking(&ask)?;
             oos_n += 1.0;
             if a.kind == AnswerKind::Refusal {

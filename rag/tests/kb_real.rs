@@ -257,7 +257,7 @@ fn answerer() -> Answerer {
 }
 
 fn ask(a: &Answerer, q: &str) -> zhengwu_rag::answer::Answer {
-    a.ask_blocking(&AskRequest { question: q.into(), filter: KbFilter::default(), stream: false, max_tokens: Some(120) })
+    a.ask_blocking(&AskRequest { question: q.into(), filter: KbFilter::default(), stream: false, max_tokens: Some(120), history: Vec::new() })
         .unwrap()
 }
 
