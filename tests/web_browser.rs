@@ -93,6 +93,11 @@ fn three_pages_in_a_real_browser() {
     }
     assert!(entries.iter().any(|e| e["action"] == "login" && e["user"] == "ann" && e["role"] == "citizen"));
     assert!(entries.iter().any(|e| e["action"] == "dispatch.decision" && e["user"] == "bo"));
+    // The model that decided is named with its version (task@training-data hash).
+    assert!(
+        entries.iter().any(|e| e["action"] == "dispatch.decision" && e["model"].as_str().is_some_and(|m| m.starts_with("dispatch-msgabench@"))),
+        "dispatch decision without a model version:\n{log}"
+    );
     // Supervisors read the audit log over the API; agents may not.
     let r = client().get(s.url("/api/audit?limit=5")).bearer_auth(SUPERVISOR).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);

@@ -268,6 +268,13 @@ impl Artifact {
         }
     }
 
+    /// `task@<first 12 hex of the training-data sha256>`: names the model and the data it was
+    /// trained on (for audit entries and API answers).
+    pub fn version(&self) -> String {
+        let d = &self.manifest.data_sha256;
+        format!("{}@{}", self.manifest.task, &d[..d.len().min(12)])
+    }
+
     /// Was this text a training or calibration row?
     pub fn seen(&self, text: &str) -> bool {
         self.seen.contains(&text_hash(text))

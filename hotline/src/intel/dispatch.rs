@@ -289,7 +289,7 @@ impl Dispatcher {
                     }
                 }
                 if let Some(top) = ranked.iter().find(|r| !exclude.contains(&r.label)) {
-                    reasons.push(Reason::Model { model: m.manifest.task.clone(), dept: top.label.clone(), confidence: top.confidence / kept.max(1e-6) });
+                    reasons.push(Reason::Model { model: m.version(), dept: top.label.clone(), confidence: top.confidence / kept.max(1e-6) });
                 }
             }
             for h in hits.iter().filter(|h| !exclude.contains(&h.dept)) {
