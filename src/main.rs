@@ -535,6 +535,9 @@ fn load_intel_models(
 ) -> zhengwu_hotline::intel::http::IntelModels {
     use zhengwu_hotline::intel::artifact::Artifact;
     use zhengwu_hotline::intel::tasks::Task;
+    // One bounded embedding cache for all models: the co-pilot's classifiers and dispatcher read
+    // the same transcript, which is then embedded once.
+    let cache = embedder.as_ref().map(|e| Arc::new(zhengwu_hotline::intel::features::EmbeddingCache::bounded(e.dim(), 4096)));
     let load = |task: Task| -> Option<Arc<Artifact>> {
         let name = task.model_name();
         let path = match registry.locate(name) {
@@ -558,7 +561,11 @@ fn load_intel_models(
         }
         match Artifact::load(&path, embedder.clone()) {
             Ok(a) => {
-                tracing::info!(model = name, "hotline model ready");
+                tracing::info!(model = name, version = %a.version(), "hotline model ready");
+                let a = match &cache {
+                    Some(c) => a.with_cache(c.clone()),
+                    None => a,
+                };
                 Some(Arc::new(a))
             }
             Err(e) => {

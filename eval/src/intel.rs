@@ -407,10 +407,13 @@ pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
     use zhengwu_hotline::intel::form::FormFiller;
     use zhengwu_hotline::tickets::model::Channel;
     let mut models = Models::new(&args.models_toml)?;
-    // No embedding cache: every update embeds its text once per model, as the server does.
-    let type_m = models.artifact_uncached(Task::ClassifyMsgabenchType)?;
-    let cat_m = models.artifact_uncached(Task::ClassifyTeddy)?;
-    let disp_m = Arc::new(models.artifact_uncached(Task::Dispatch)?);
+    // As in the server: the models share one bounded in-memory embedding cache (nothing from
+    // earlier runs), so an update embeds its text once, and not again while its first 128
+    // characters stay the same.
+    let shared = Arc::new(zhengwu_hotline::intel::features::EmbeddingCache::bounded(384, 4096));
+    let type_m = models.artifact_uncached(Task::ClassifyMsgabenchType)?.with_cache(shared.clone());
+    let cat_m = models.artifact_uncached(Task::ClassifyTeddy)?.with_cache(shared.clone());
+    let disp_m = Arc::new(models.artifact_uncached(Task::Dispatch)?.with_cache(shared));
     let catalogue = Arc::new(Catalogue::load(&knowledge_file("departments.toml").context("departments.toml")?)?);
     let rules = load_rules(&knowledge_file("dispatch_rules.toml").context("dispatch_rules.toml")?, &catalogue)?;
     let dispatcher = Dispatcher::new(catalogue, rules, Some(disp_m), DispatchConfig::default())?;
@@ -468,7 +471,7 @@ pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
     report.section(format!(
         "## Co-pilot updates\n\n{n} updates: {} calls (Teddy messages as transcripts), one update per 40 new characters (up to 400). \
 Each update runs hybrid knowledge search on the last 200 characters, both classifiers on the transcript so far, form filling, and the dispatcher (rules + model). \
-As in the server, each of the three models embeds the transcript itself (e5 on its first 128 characters: 3 e5 runs per update, plus one for the knowledge query); sharing one embedding between them is an easy 3× saving not done yet. Threads: {}.\n",
+As in the server, the three models share one bounded in-memory embedding cache (empty at start): e5 embeds the transcript's first 128 characters once per update while they change, and not at all once they are fixed (later updates of a long call); the knowledge search embeds the last 200 characters every time. Threads: {}.\n",
         calls.len(),
         args.threads.unwrap_or(1)
     ));

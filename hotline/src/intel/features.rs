@@ -137,11 +137,19 @@ pub struct EmbeddingCache {
     dim: usize,
     map: std::sync::Mutex<std::collections::HashMap<u64, Vec<f32>>>,
     file: Option<std::path::PathBuf>,
+    /// In-memory bound (entries); the cache is emptied when it would grow past it.
+    capacity: Option<usize>,
 }
 
 impl EmbeddingCache {
     pub fn in_memory(dim: usize) -> EmbeddingCache {
-        EmbeddingCache { dim, map: Default::default(), file: None }
+        EmbeddingCache { dim, map: Default::default(), file: None, capacity: None }
+    }
+
+    /// An in-memory cache of at most `capacity` vectors (the server shares one between its
+    /// models, so a text is embedded once however many models read it).
+    pub fn bounded(dim: usize, capacity: usize) -> EmbeddingCache {
+        EmbeddingCache { dim, map: Default::default(), file: None, capacity: Some(capacity.max(1)) }
     }
 
     /// Open (or start) a cache file; a torn last record is ignored.
@@ -155,7 +163,7 @@ impl EmbeddingCache {
                 map.insert(h, v);
             }
         }
-        Ok(EmbeddingCache { dim, map: std::sync::Mutex::new(map), file: Some(path.to_path_buf()) })
+        Ok(EmbeddingCache { dim, map: std::sync::Mutex::new(map), file: Some(path.to_path_buf()), capacity: None })
     }
 
     fn key(model: &str, text: &str) -> u64 {
@@ -177,6 +185,11 @@ impl EmbeddingCache {
     fn put(&self, model: &str, items: &[(&str, &Vec<f32>)]) -> Result<(), IntelError> {
         let mut buf = Vec::new();
         if let Ok(mut m) = self.map.lock() {
+            if let Some(cap) = self.capacity {
+                if m.len() + items.len() > cap {
+                    m.clear();
+                }
+            }
             for (t, v) in items {
                 if v.len() != self.dim {
                     continue;
