@@ -495,6 +495,9 @@ struct CopilotBody {
     /// Knowledge hits to return (default 3, at most 10).
     #[serde(default)]
     knowledge_limit: Option<usize>,
+    /// Also let the chat model fill the form (slower: seconds on CPU).
+    #[serde(default)]
+    llm_form: bool,
 }
 
 /// Agent co-pilot: everything the agent needs for the transcript so far, with timings.
@@ -523,7 +526,7 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
     let t_knowledge = t0.elapsed().as_secs_f64() * 1000.0;
     let svc2 = svc.clone();
     let text2 = text.clone();
-    let (classification, form) = tokio::task::spawn_blocking(move || -> Result<(Value, Value), HttpError> {
+    let (classification, mut draft) = tokio::task::spawn_blocking(move || -> Result<(Value, crate::intel::form::FormDraft), HttpError> {
         let m = svc2.models();
         let ty = match &m.type_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
         let cat = match &m.category_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
@@ -538,10 +541,27 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
             Some((n, r)) => json!({"model": n, "top": r.iter().take(3).collect::<Vec<_>>()}),
             None => json!({"model": null, "top": []}),
         };
-        Ok((json!({"request_type": top(&ty), "category": top(&cat)}), serde_json::to_value(draft).unwrap_or(Value::Null)))
+        Ok((json!({"request_type": top(&ty), "category": top(&cat)}), draft))
     })
     .await
     .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let mut llm = Value::Null;
+    if b.llm_form {
+        llm = match svc.generator.get().cloned() {
+            Some(g) => match crate::intel::form_llm::ask(g, &text).await {
+                Ok(out) => {
+                    let filled = crate::intel::form_llm::merge(&mut draft, &text, &out);
+                    json!({"model": out.model, "attempts": out.attempts, "valid_json": out.form.is_some(), "filled": filled, "error": out.error})
+                }
+                Err(e) => json!({"error": e.to_string()}),
+            },
+            None => json!({"error": "no chat model loaded"}),
+        };
+    }
+    let mut form = serde_json::to_value(&draft).unwrap_or(Value::Null);
+    if !llm.is_null() {
+        form["llm"] = llm;
+    }
     let t_classify = t0.elapsed().as_secs_f64() * 1000.0 - t_knowledge;
     if citizen {
         let total = t0.elapsed().as_secs_f64() * 1000.0;

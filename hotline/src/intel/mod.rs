@@ -14,6 +14,7 @@ pub mod departments;
 pub mod dispatch;
 pub mod features;
 pub mod form;
+pub mod form_llm;
 pub mod hotspots;
 pub mod http;
 pub mod linear;
