@@ -343,7 +343,10 @@
     const seq = ++state.seq;
     status.textContent = '正在分析通话内容…';
     try {
-      const r = await api('POST', '/api/copilot', { transcript, channel: 'phone' });
+      // The chat model fills the form only on an explicit refresh (it takes seconds on CPU).
+      const llm = Boolean(force) && $('#llm-form') && $('#llm-form').checked;
+      if (llm) status.textContent = '正在由大模型填单…';
+      const r = await api('POST', '/api/copilot', { transcript, channel: 'phone', llm_form: llm });
       if (seq !== state.seq) return;
       renderCopilot(r, transcript);
       const ms = r.timings_ms && r.timings_ms.total;
