@@ -113,14 +113,20 @@ impl FormFiller {
             contact.name = Some(c.as_str().to_string());
             prov.insert("contact.name".into(), rule("我叫/我是/我姓", c.as_str()));
         }
+        // Leading function words the patterns pick up ("我是", "我们", "住在" …), removed until none is left.
         let strip = |s: &str| -> String {
             let mut s = s;
-            for p in ["我家住在", "我住在", "住在", "位于", "我在", "在", "是", "的", "家", "我"] {
-                if let Some(r) = s.strip_prefix(p) {
-                    s = r;
+            loop {
+                let before = s.len();
+                for p in ["我家住在", "我住在", "住在", "位于", "我们", "我在", "在", "是", "的", "家", "我", "们"] {
+                    if let Some(r) = s.strip_prefix(p) {
+                        s = r;
+                    }
+                }
+                if s.len() == before {
+                    return s.to_string();
                 }
             }
-            s.to_string()
         };
         let mut address = Address::default();
         let mut after = 0usize;
@@ -145,8 +151,11 @@ impl FormFiller {
         }
         if let Some(m) = self.address.find(&text[after..]) {
             let a = strip(m.as_str());
-            prov.insert("address.text".into(), rule("road/estate + number pattern", m.as_str()));
-            address.text = a.chars().take(200).collect();
+            // "小区" alone says nothing: an address needs a name as well.
+            if a.chars().count() >= 4 {
+                prov.insert("address.text".into(), rule("road/estate + number pattern", m.as_str()));
+                address.text = a.chars().take(200).collect();
+            }
         }
         let type_label = type_top.and_then(|(_, r)| r.first()).map(|r| r.label.as_str());
         let (rt, why) = request_type(type_label, text);
@@ -237,5 +246,8 @@ mod tests {
         assert_eq!(d.provenance["request_type"].source, "model");
         let r = f.fill("我要举报一家饭店偷排污水", Channel::App, Some(("m", ty.as_slice())), None, None);
         assert_eq!(r.ticket.request_type, RequestType::Report);
+        let s = f.fill("你好，我是A市A3区的居民，我们小区旁边的工地晚上还在施工", Channel::Phone, None, None, None);
+        assert_eq!(s.ticket.address.district.as_deref(), Some("A市A3区"));
+        assert!(s.ticket.address.text.is_empty(), "a bare 小区 is not an address: {:?}", s.ticket.address.text);
     }
 }
