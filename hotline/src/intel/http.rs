@@ -751,7 +751,14 @@ async fn chart_svg(
         "by_status" => ("按状态", &m.by_status),
         other => return Err(HttpError::invalid("dim", format!("unknown dimension {other:?}"))),
     };
-    let mut bars: Vec<(String, f64)> = map.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
+    // Departments are stored by catalogue id: show their names.
+    let name = |k: &String| -> String {
+        match (p.dim.as_str(), svc.catalogue.get(k)) {
+            ("by_department", Some(d)) => d.name.clone(),
+            _ => k.clone(),
+        }
+    };
+    let mut bars: Vec<(String, f64)> = map.iter().map(|(k, v)| (name(k), *v as f64)).collect();
     if p.dim != "by_day" {
         bars.sort_by(|a, b| b.1.total_cmp(&a.1));
     }
