@@ -99,16 +99,47 @@ impl Q8Linear {
         Ok(Tensor::from_vec(out, out_dims, x.device())?)
     }
 
+    /// `out[m × n] = a[m × k] · wᵀ`, split over rayon's threads by weight rows when there are
+    /// several (each thread streams its own slice of the weights; results are scattered back).
     fn matmul(&self, aq: &[i8], ad: &[f32], m: usize, out: &mut [f32]) {
+        use rayon::prelude::*;
+        let threads = rayon::current_num_threads();
+        if threads <= 1 || self.n < 128 {
+            return self.matmul_rows(0, self.n, aq, ad, m, out);
+        }
+        // Row ranges, multiples of 4 (the prefill tile), a few per thread for balance.
+        let pieces = threads * 2;
+        let chunk = self.n.div_ceil(pieces).div_ceil(4) * 4;
+        let ranges: Vec<(usize, usize)> = (0..self.n).step_by(chunk).map(|s| (s, (s + chunk).min(self.n))).collect();
+        let parts: Vec<Vec<f32>> = ranges
+            .par_iter()
+            .map(|&(s, e)| {
+                let mut buf = vec![0f32; m * (e - s)];
+                self.matmul_rows(s, e, aq, ad, m, &mut buf);
+                buf
+            })
+            .collect();
+        for (&(s, e), buf) in ranges.iter().zip(parts) {
+            let w = e - s;
+            for t in 0..m {
+                out[t * self.n + s..t * self.n + e].copy_from_slice(&buf[t * w..(t + 1) * w]);
+            }
+        }
+    }
+
+    /// Weight rows `s..e` only: `out` is `m × (e - s)`.
+    fn matmul_rows(&self, s: usize, e: usize, aq: &[i8], ad: &[f32], m: usize, out: &mut [f32]) {
+        let nb = self.k / QK;
+        let (qs, d) = (&self.qs[s * self.k..e * self.k], &self.d[s * nb..e * nb]);
         #[cfg(target_arch = "x86_64")]
         {
             // SAFETY: `supported()` is checked before any Q8Linear is built (see model.rs) and
             // the slices have the lengths the kernel expects (asserted inside).
-            unsafe { vnni::matmul(self.n, self.k, &self.qs, &self.d, aq, ad, m, out) }
+            unsafe { vnni::matmul(e - s, self.k, qs, d, aq, ad, m, out) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (aq, ad, m, out);
+            let _ = (qs, d, aq, ad, m, out);
             unreachable!("Q8Linear is only built when the CPU supports it");
         }
     }
@@ -245,6 +276,40 @@ mod vnni {
                 out[t * n + j] = hsum(acc);
             }
             j += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threaded_matmul_equals_single_threaded_and_tracks_f32() {
+        if !supported() {
+            eprintln!("no AVX-512 VNNI here: the Q8 kernel is not used on this CPU");
+            return;
+        }
+        let (n, k) = (300, 256);
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 0.2).collect();
+        let wt = Tensor::from_vec(w.clone(), (n, k), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
+        let lin = Q8Linear::from_qtensor(&q).unwrap().expect("a Q8_0 tensor");
+        for m in [1usize, 5] {
+            let x: Vec<f32> = (0..m * k).map(|i| (i * 104_729 % 997) as f32 / 997.0 - 0.5).collect();
+            let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
+            let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+            let a: Vec<f32> = one.install(|| lin.forward(&xt)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let b: Vec<f32> = three.install(|| lin.forward(&xt)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(a, b, "m={m}: the split over threads must not change any output");
+            // And it is a matmul: close to the f32 product.
+            for t in 0..m {
+                for j in [0, 1, 150, 299] {
+                    let exact: f32 = (0..k).map(|i| x[t * k + i] * w[j * k + i]).sum();
+                    assert!((a[t * n + j] - exact).abs() < 0.05, "m={m} t={t} j={j}: {} vs {exact}", a[t * n + j]);
+                }
+            }
         }
     }
 }
