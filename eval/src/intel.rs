@@ -115,6 +115,15 @@ fn pct(x: f64) -> String {
 /// `classify`: accuracy and macro-F1 of the three classifiers.
 pub fn run_classify(args: &EvalArgs) -> anyhow::Result<Report> {
     let mut models = Models::new(&args.models_toml)?;
+    let chat: Option<Arc<dyn zhengwu_inference::Generator>> = if args.second_opinion > 0 {
+        let name = args.models.first().cloned().unwrap_or_else(|| "qwen2.5-0.5b-instruct".into());
+        let path = models.registry().locate(&name)?;
+        Some(Arc::new(zhengwu_inference::llm::LlmEngine::load(&path, &name, &candle_core::Device::Cpu, Default::default())?))
+    } else {
+        None
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut second = String::new();
     let mut report = Report::new("Ticket classification (request type, category, domain)");
     let mut md = String::from("## Classifiers\n\nEvaluated on every row of the data folder that the artifact did not train or calibrate on.\n\n| model | rows evaluated | skipped (seen in training) | accuracy | macro-F1 | dev accuracy at training | seconds |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for (task, metric) in [
@@ -135,9 +144,11 @@ pub fn run_classify(args: &EvalArgs) -> anyhow::Result<Report> {
         let labels = art.labels().to_vec();
         let k = labels.len();
         let mut pred = Vec::new();
+        let mut ranked = Vec::new();
         for chunk in texts.chunks(256) {
             for r in art.classify(chunk)? {
                 pred.push(labels.iter().position(|l| *l == r[0].label).unwrap_or(k));
+                ranked.push(r);
             }
         }
         let gold: Vec<usize> = rows
@@ -147,6 +158,31 @@ pub fn run_classify(args: &EvalArgs) -> anyhow::Result<Report> {
                 Target::Values(_) => k,
             })
             .collect();
+        if let Some(g) = &chat {
+            // The server's second opinion on the unsure rows: does it help?
+            let unsure: Vec<usize> = (0..rows.len()).filter(|&i| ranked[i][0].confidence < 0.5).take(args.second_opinion).collect();
+            let (mut model_right, mut llm_right, mut answered) = (0usize, 0usize, 0usize);
+            for &i in &unsure {
+                let top: Vec<_> = ranked[i].iter().take(3).cloned().collect();
+                let (pick, _raw) = rt.block_on(zhengwu_hotline::intel::http::llm_pick(g.clone(), texts[i], &top)).map_err(|e| anyhow::anyhow!(e))?;
+                let chosen = pick.map(|p| top[p].label.clone()).unwrap_or_else(|| top[0].label.clone());
+                answered += usize::from(pick.is_some());
+                model_right += usize::from(pred[i] == gold[i]);
+                llm_right += usize::from(labels.iter().position(|l| *l == chosen).unwrap_or(k) == gold[i]);
+            }
+            let n = unsure.len().max(1) as f64;
+            report.metric(format!("{metric}.second_opinion.rows"), unsure.len() as f64);
+            report.metric(format!("{metric}.second_opinion.classifier_accuracy"), model_right as f64 / n);
+            report.metric(format!("{metric}.second_opinion.llm_accuracy"), llm_right as f64 / n);
+            second.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                task.model_name(),
+                unsure.len(),
+                answered,
+                pct(model_right as f64 / n),
+                pct(llm_right as f64 / n)
+            ));
+        }
         let acc = score::accuracy(&gold, &pred);
         let f1 = score::macro_f1(&gold, &pred, k + 1);
         report.metric(format!("{metric}.accuracy"), acc);
@@ -162,6 +198,12 @@ pub fn run_classify(args: &EvalArgs) -> anyhow::Result<Report> {
             t0.elapsed().as_secs_f64()
         ));
         eprintln!("{metric}: accuracy {acc:.3} macro-F1 {f1:.3} on {} rows", rows.len());
+    }
+    if !second.is_empty() {
+        md.push_str(&format!(
+            "\n### Chat-model second opinion on unsure rows (top class < 0.5)\n\nThe chat model ({}) picks among the classifier's top 3, as `/api/classify` does.\n\n| model | unsure rows asked | answered with a valid pick | classifier right | with the chat model's pick |\n|---|---:|---:|---:|---:|\n{second}",
+            chat.as_ref().map(|g| g.model_id().to_string()).unwrap_or_default()
+        ));
     }
     report.section(md);
     Ok(report)

@@ -54,6 +54,11 @@ pub struct EvalArgs {
     /// chat model (first of `--models`, default the 1.5B); 0 = retrieval only.
     #[arg(long, default_value_t = 0)]
     pub rag_answers: usize,
+    /// `classify` suite: ask the chat model (first of `--models`, default the 0.5B) for a second
+    /// opinion on up to this many low-confidence rows (top class below 0.5) per classifier, as
+    /// the server does; 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub second_opinion: usize,
     /// Internal: run one model's measurement in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: bool,
