@@ -143,33 +143,22 @@ pub fn run(args: TrainArgs, registry_path: &Path, registry: &Registry, embedding
         };
         eprintln!("train {name}: reading {}", args.data.display());
         let t0 = std::time::Instant::now();
-        let (artifact, report, loaded) = {
-            let loaded_task = task;
-            // The featurizer shares the cache so the texts of several tasks are embedded once.
-            let mut loaded = loaded_task.load(&args.data, catalogue.as_ref())?;
-            if let (Task::Dispatch, Some(url), Some(cat)) = (task, &args.tickets_db, &catalogue) {
-                let (extra, unknown) = ticket_examples(url, cat)?;
-                eprintln!("train {name}: {} handled tickets from the ticket database ({unknown} with a department not in the catalogue)", extra.len());
-                loaded.examples.extend(extra);
-            }
-            eprintln!("train {name}: {} examples ({} rows skipped{})", loaded.examples.len(), loaded.skipped, if loaded.notes.is_empty() { String::new() } else { format!(": {}", loaded.notes.join("; ")) });
-            let mut fz = zhengwu_hotline::intel::features::Featurizer::new(task.feature_config(embedder.as_deref()), embedder.clone())?;
-            if let Some(c) = &cache {
-                fz = fz.with_cache(c.clone());
-            }
-            let extra = match (task, &catalogue) {
-                (Task::Dispatch, Some(c)) => Task::catalogue_examples(c),
-                _ => Vec::new(),
-            };
-            if !extra.is_empty() {
-                eprintln!("train {name}: + {} written examples from the department catalogue (training split only)", extra.len());
-            }
-            let (mut a, r) = zhengwu_hotline::intel::artifact::Artifact::train_with_extra(name, &loaded.examples, &extra, fz, &task.train_config())?;
-            if task == Task::Callback {
-                a.set_value_names(&["accomplished", "satisfaction"]);
-            }
-            (a, r, loaded)
-        };
+        let mut loaded = task.load(&args.data, catalogue.as_ref())?;
+        if let (Task::Dispatch, Some(url), Some(cat)) = (task, &args.tickets_db, &catalogue) {
+            let (extra, unknown) = ticket_examples(url, cat)?;
+            eprintln!("train {name}: {} handled tickets from the ticket database ({unknown} with a department not in the catalogue)", extra.len());
+            loaded.examples.extend(extra);
+        }
+        eprintln!("train {name}: {} examples ({} rows skipped{})", loaded.examples.len(), loaded.skipped, if loaded.notes.is_empty() { String::new() } else { format!(": {}", loaded.notes.join("; ")) });
+        // The featurizer shares the cache so the texts of several tasks are embedded once.
+        let mut fz = task.featurizer(embedder.clone())?;
+        if let Some(c) = &cache {
+            fz = fz.with_cache(c.clone());
+        }
+        let (artifact, report, written) = task.train(&loaded.examples, catalogue.as_ref(), fz)?;
+        if written > 0 {
+            eprintln!("train {name}: + {written} written examples from the department catalogue (training split only)");
+        }
         artifact.save(&dest)?;
         let (sha, size) = sha256_file(&dest)?;
         println!(

@@ -80,7 +80,10 @@ impl Models {
 
     /// The artifact without the embedding cache (for latency measurements).
     pub fn artifact_uncached(&mut self, task: Task) -> anyhow::Result<Artifact> {
-        let path = self.registry.locate(task.model_name())?;
+        let path = self
+            .registry
+            .locate(task.model_name())
+            .with_context(|| format!("artifact for {}: train it with `zhengwu train {}`", task.model_name(), task.group()))?;
         let manifest = Artifact::read_manifest(&path)?;
         let emb = match &manifest.features.embedding_model {
             Some(n) => Some(self.embedder(n)?),
@@ -91,16 +94,7 @@ impl Models {
 
     /// The trained artifact of a task, from the registry.
     pub fn artifact(&mut self, task: Task) -> anyhow::Result<Artifact> {
-        let path = self
-            .registry
-            .locate(task.model_name())
-            .with_context(|| format!("artifact for {}: train it with `zhengwu train {}`", task.model_name(), task.group()))?;
-        let manifest = Artifact::read_manifest(&path)?;
-        let emb = match &manifest.features.embedding_model {
-            Some(n) => Some(self.embedder(n)?),
-            None => None,
-        };
-        let mut art = Artifact::load(&path, emb)?;
+        let mut art = self.artifact_uncached(task)?;
         if let Some(c) = &self.cache {
             art = art.with_cache(c.clone());
         }

@@ -15,6 +15,14 @@ pub use llm::{
     Generator,
 };
 
+/// The AI-content label every generated answer carries (GB 45438-2025), on `/v1` and `/api/ask`.
+pub const AI_LABEL: &str = "本回复由人工智能生成，仅供参考";
+
+/// The `ai_content` object attached to generated answers.
+pub fn ai_marker(model: &str) -> serde_json::Value {
+    serde_json::json!({ "ai_generated": true, "label": AI_LABEL, "model": model, "standard": "GB 45438-2025" })
+}
+
 /// Which prefix an E5-style embedder puts in front of a text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -21,19 +21,14 @@ use crate::error::{Error, Result};
 use crate::kb::{Hit, KnowledgeBase, Mode, SearchRequest};
 use crate::store::{ChunkPayload, KbFilter};
 
-/// The AI-content label every generated answer carries (GB 45438-2025), as on `/v1`.
-pub const AI_LABEL: &str = "本回复由人工智能生成，仅供参考";
+/// The AI-content label and marker are the inference crate's (one definition for `/v1` too).
+pub use zhengwu_inference::{ai_marker, AI_LABEL};
 
 /// Fixed refusal with hand-off to a human agent.
 pub const REFUSAL: &str = "抱歉，知识库中没有找到与您的问题直接相关的政策依据，我无法给出准确答复。建议您转人工服务：拨打12345热线按提示转接人工坐席，或前往相关部门服务窗口咨询。";
 
 /// What the model is told to say when the sources do not answer the question.
 const CANNOT: &str = "无法回答";
-
-/// The `ai_content` object attached to answers.
-pub fn ai_marker(model: &str) -> serde_json::Value {
-    serde_json::json!({ "ai_generated": true, "label": AI_LABEL, "model": model, "standard": "GB 45438-2025" })
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AnswerConfig {

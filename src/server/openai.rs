@@ -21,12 +21,8 @@ use zhengwu_inference::{
 
 use super::{ApiError, AppState};
 
-/// Text of the explicit label attached to every generated message.
-pub const AI_LABEL: &str = "本回复由人工智能生成，仅供参考";
-
-fn ai_marker(model: &str) -> Value {
-    json!({ "ai_generated": true, "label": AI_LABEL, "model": model, "standard": "GB 45438-2025" })
-}
+/// The `ai_content` object attached to every generated message (label defined in the inference crate).
+use zhengwu_inference::ai_marker;
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {

@@ -293,24 +293,30 @@ impl IntelService {
         Ok(Value::Object(out))
     }
 
-    /// Past tickets with a final department, most similar first (n-gram cosine ≥ 0.3, at most 5).
-    pub async fn similar_cases(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<SimilarCase>, StoreError> {
+    /// Past tickets with a final department, most similar first (n-gram cosine ≥ 0.3, at most 5),
+    /// with the tickets themselves.
+    pub async fn similar_tickets(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<(SimilarCase, Ticket)>, StoreError> {
         let page = self.tickets.store.list(&TicketFilter::default(), PageRequest { limit: 300, cursor: None }, Utc::now()).await?;
         let q = ngram_vector(text, 4096, 2, 400);
-        let mut v: Vec<SimilarCase> = page
+        let mut v: Vec<(SimilarCase, Ticket)> = page
             .data
-            .iter()
+            .into_iter()
             .filter(|t| Some(t.id) != skip_id && matches!(t.body.status, Status::Replied | Status::CallbackDone | Status::Closed))
             .filter_map(|t| {
                 let dept = t.body.lead_dept.clone()?;
                 let d = ngram_vector(&Ticket::search_text(&t.body), 4096, 2, 400);
                 let sim: f32 = q.iter().zip(&d).map(|(a, b)| a * b).sum();
-                (sim >= 0.3).then_some(SimilarCase { ticket_id: t.id, dept, similarity: sim })
+                (sim >= 0.3).then_some((SimilarCase { ticket_id: t.id, dept, similarity: sim }, t))
             })
             .collect();
-        v.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+        v.sort_by(|a, b| b.0.similarity.total_cmp(&a.0.similarity));
         v.truncate(5);
         Ok(v)
+    }
+
+    /// [`IntelService::similar_tickets`] without the tickets.
+    pub async fn similar_cases(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<SimilarCase>, StoreError> {
+        Ok(self.similar_tickets(text, skip_id).await?.into_iter().map(|(c, _)| c).collect())
     }
 }
 
@@ -429,18 +435,19 @@ struct MetricsParams {
     lead_dept: Option<String>,
 }
 
+impl MetricsParams {
+    fn filter(self) -> TicketFilter {
+        TicketFilter { created_from: self.created_from, created_to: self.created_to, district: self.district, lead_dept: self.lead_dept, ..Default::default() }
+    }
+}
+
 async fn metrics(
     State(svc): State<Arc<IntelService>>,
     headers: HeaderMap,
     q: Result<Query<MetricsParams>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    let agent = is_agent(&svc.tickets, &headers)?;
-    if svc.tickets.agent_key.is_some() && !agent {
-        return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "supervisor metrics need the agent key"));
-    }
     let Query(p) = q?;
-    let filter = TicketFilter { created_from: p.created_from, created_to: p.created_to, district: p.district, lead_dept: p.lead_dept, ..Default::default() };
-    let (m, truncated) = supervisor::compute(svc.tickets.store.as_ref(), &filter, Utc::now(), 200_000).await?;
+    let (m, truncated) = authorised_metrics(&svc, &headers, p.filter()).await?;
     Ok(Json(json!({ "metrics": m, "truncated": truncated })))
 }
 
@@ -577,13 +584,12 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
             "timings_ms": {"knowledge": t_knowledge, "classify_and_form": t_classify, "total": total},
         })));
     }
-    let cases = svc.similar_cases(&text, None).await?;
-    let mut similar = Vec::new();
-    for c in &cases {
-        if let Some(t) = svc.tickets.store.get(c.ticket_id).await? {
-            similar.push(json!({"id": t.id, "number": t.number, "summary": svc.tickets.mask_text(&t.body.summary), "lead_dept": t.body.lead_dept, "status": t.body.status, "similarity": c.similarity}));
-        }
-    }
+    let found = svc.similar_tickets(&text, None).await?;
+    let similar: Vec<Value> = found
+        .iter()
+        .map(|(c, t)| json!({"id": t.id, "number": t.number, "summary": svc.tickets.mask_text(&t.body.summary), "lead_dept": t.body.lead_dept, "status": t.body.status, "similarity": c.similarity}))
+        .collect();
+    let cases: Vec<SimilarCase> = found.into_iter().map(|(c, _)| c).collect();
     let dispatch = svc.dispatcher().map_err(intel_err)?.suggest(&text, &[], &cases).map_err(intel_err)?;
     let total = t0.elapsed().as_secs_f64() * 1000.0;
     Ok(Json(json!({
@@ -642,12 +648,14 @@ struct ChartParams {
     t: Option<String>,
 }
 
-async fn authorised_metrics(svc: &IntelService, headers: &HeaderMap, filter: TicketFilter) -> Result<supervisor::SupervisorMetrics, HttpError> {
+/// Supervisor metrics for `filter` (the agent key is required when one is configured); `true`
+/// when more tickets matched than were read.
+async fn authorised_metrics(svc: &IntelService, headers: &HeaderMap, filter: TicketFilter) -> Result<(supervisor::SupervisorMetrics, bool), HttpError> {
     let agent = is_agent(&svc.tickets, headers)?;
     if svc.tickets.agent_key.is_some() && !agent {
         return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "supervisor metrics need the agent key"));
     }
-    Ok(supervisor::compute(svc.tickets.store.as_ref(), &filter, Utc::now(), 200_000).await?.0)
+    Ok(supervisor::compute(svc.tickets.store.as_ref(), &filter, Utc::now(), 200_000).await?)
 }
 
 /// `GET /api/supervisor/metrics.csv`: every count and rate as `section,key,value` rows.
@@ -658,8 +666,7 @@ async fn metrics_csv(
 ) -> Result<axum::response::Response, HttpError> {
     use axum::response::IntoResponse;
     let Query(p) = q?;
-    let filter = TicketFilter { created_from: p.created_from, created_to: p.created_to, district: p.district, lead_dept: p.lead_dept, ..Default::default() };
-    let m = authorised_metrics(&svc, &headers, filter).await?;
+    let (m, _) = authorised_metrics(&svc, &headers, p.filter()).await?;
     let mut out = String::from("section,key,value\n");
     let cell = crate::tickets::http::csv_cell;
     out.push_str(&format!("total,tickets,{}\ntotal,dispatched,{}\n", m.tickets, m.dispatched));
@@ -742,8 +749,8 @@ async fn chart_svg(
     use axum::response::IntoResponse;
     let Query(p) = q?;
     let _ = &p.t;
-    let filter = TicketFilter { created_from: p.created_from, created_to: p.created_to, district: p.district, lead_dept: p.lead_dept, ..Default::default() };
-    let m = authorised_metrics(&svc, &headers, filter).await?;
+    let filter = MetricsParams { created_from: p.created_from, created_to: p.created_to, district: p.district.clone(), lead_dept: p.lead_dept.clone() }.filter();
+    let (m, _) = authorised_metrics(&svc, &headers, filter).await?;
     let (title, map) = match p.dim.as_str() {
         "by_day" => ("每日工单量", &m.by_day),
         "by_category" => ("按诉求分类", &m.by_category),

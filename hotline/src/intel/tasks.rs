@@ -106,18 +106,23 @@ impl Task {
         out
     }
 
-    /// Train this task's artifact from a data folder.
-    pub fn train(self, dir: &Path, catalogue: Option<&Catalogue>, embedder: Option<Arc<dyn Embedder>>) -> Result<(Artifact, TrainReport, Loaded), IntelError> {
-        let loaded = self.load(dir, catalogue)?;
-        let featurizer = Featurizer::new(self.feature_config(embedder.as_deref()), embedder)?;
+    /// The featurizer this task trains with (`embedder` must match [`Task::feature_config`]).
+    pub fn featurizer(self, embedder: Option<Arc<dyn Embedder>>) -> Result<Featurizer, IntelError> {
+        Featurizer::new(self.feature_config(embedder.as_deref()), embedder)
+    }
+
+    /// Train this task's artifact on `examples` (from [`Task::load`], perhaps with more added):
+    /// the dispatch model also gets the catalogue's written examples (training split only), the
+    /// callback model its output names. Returns how many catalogue examples were added.
+    pub fn train(self, examples: &[Example], catalogue: Option<&Catalogue>, featurizer: Featurizer) -> Result<(Artifact, TrainReport, usize), IntelError> {
         let extra = match (self, catalogue) {
             (Task::Dispatch, Some(c)) => Task::catalogue_examples(c),
             _ => Vec::new(),
         };
-        let (mut artifact, report) = Artifact::train_with_extra(self.model_name(), &loaded.examples, &extra, featurizer, &self.train_config())?;
+        let (mut artifact, report) = Artifact::train_with_extra(self.model_name(), examples, &extra, featurizer, &self.train_config())?;
         if self == Task::Callback {
             artifact.set_value_names(&["accomplished", "satisfaction"]);
         }
-        Ok((artifact, report, loaded))
+        Ok((artifact, report, extra.len()))
     }
 }
