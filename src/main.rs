@@ -6,6 +6,7 @@
 //! - `zhengwu eval SUITE`: quality and speed suites writing report.json / report.md.
 
 mod config;
+mod finetune;
 mod kb_cli;
 mod server;
 mod train;
@@ -68,6 +69,15 @@ enum Command {
     Eval(zhengwu_eval::EvalArgs),
     /// Knowledge base: ingest, list, delete, search (hit testing), ask.
     Kb(kb_cli::KbArgs),
+    /// Fine-tune a chat model with LoRA on chat JSONL; the adapter is served via models.toml.
+    Finetune {
+        #[command(flatten)]
+        args: finetune::FinetuneArgs,
+        #[command(flatten)]
+        models: ModelArgs,
+    },
+    /// Build fine-tuning JSONL for a task (`replies`) from a data folder.
+    FinetuneData(finetune::FinetuneDataArgs),
     /// Train the hotline models (classify, dispatch, callback, all) from a data folder.
     Train {
         #[command(flatten)]
@@ -220,12 +230,10 @@ fn locate(settings: &ModelSettings, name: &str) -> anyhow::Result<PathBuf> {
 }
 
 fn load_chat(settings: &ModelSettings, name: &str, opts: EngineOptions) -> anyhow::Result<LlmEngine> {
-    let spec = settings.registry.get(name)?;
-    if spec.kind != ModelKind::Chat {
-        bail!("model `{name}` is not a chat model");
-    }
-    let path = locate(settings, name)?;
-    Ok(LlmEngine::load(&path, name, &settings.device, opts)?)
+    let locate_one = |n: &str| -> zhengwu_inference::Result<PathBuf> {
+        locate(settings, n).map_err(|e| zhengwu_inference::Error::Registry(format!("{e:#}")))
+    };
+    Ok(LlmEngine::from_registry(&settings.registry, name, &settings.device, opts, &locate_one)?)
 }
 
 fn load_embedder(settings: &ModelSettings, name: &str) -> anyhow::Result<E5Embedder> {
@@ -258,6 +266,12 @@ fn main() -> anyhow::Result<()> {
             let registry_path = models.models_toml.clone().or(file.models.registry.clone()).unwrap_or_else(default_registry_path);
             train::run(args, &registry_path, &settings.registry, settings.embedding.clone())
         }
+        Command::Finetune { args, models } => {
+            let settings = model_settings(&models, &file)?;
+            let registry_path = models.models_toml.clone().or(file.models.registry.clone()).unwrap_or_else(default_registry_path);
+            finetune::run(args, &settings.registry, &registry_path, &settings.device)
+        }
+        Command::FinetuneData(args) => finetune::prepare(args),
         Command::Eval(args) => {
             let threads = args.threads.unwrap_or(1);
             init_threads(threads);

@@ -334,3 +334,33 @@ fn api_key_is_required_when_configured() {
     let status = resp.status().as_u16();
     assert_error(status, &resp.json().unwrap(), 404);
 }
+
+/// The fine-tuned reply drafter (base 0.5B + the LoRA adapter in models/, a `format = "lora"`
+/// entry of models.toml) is served like any chat model: listed by /v1/models, answering in the
+/// official reply style it was trained on.
+#[test]
+fn fine_tuned_adapter_is_served_and_listed() {
+    const DRAFTER: &str = "reply-drafter-0.5b";
+    let s = Server::start(&["--chat-model", DRAFTER, "--embedding-model", "none", "--max-active", "1"], true);
+    let c = client();
+    let models: Value = c.get(s.url("/v1/models")).send().unwrap().json().unwrap();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec![DRAFTER], "{models}");
+    let body = json!({
+        "model": DRAFTER,
+        "messages": [
+            {"role": "system", "content": zhengwu_hotline::intel::replies::SYSTEM_PROMPT},
+            {"role": "user", "content": zhengwu_hotline::intel::replies::user_turn("小区路灯不亮", "我们小区东门的路灯坏了两个月，晚上出行很不方便，希望尽快修好。", 160)}
+        ],
+        "temperature": 0,
+        "max_tokens": 48,
+    });
+    let resp = c.post(s.url("/v1/chat/completions")).json(&body).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: Value = resp.json().unwrap();
+    assert_eq!(v["model"], DRAFTER);
+    assert_eq!(v["ai_content"]["ai_generated"], true);
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    println!("drafter: {text}");
+    assert!(zhengwu_hotline::intel::replies::format_check(text).greeting, "no greeting in the official style: {text}");
+}

@@ -5,6 +5,7 @@
 //! like `../shared/data`; later issues add their suites here and name their metrics.
 
 pub mod asr;
+pub mod finetune;
 pub mod intel;
 pub mod llm_speed;
 pub mod rag;
@@ -59,6 +60,9 @@ pub struct EvalArgs {
     /// the server does; 0 = off.
     #[arg(long, default_value_t = 0)]
     pub second_opinion: usize,
+    /// `finetune` suite: held-out reply cases to draft with each model.
+    #[arg(long, default_value_t = 24)]
+    pub finetune_cases: usize,
     /// Internal: run one model's measurement in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: bool,
@@ -73,6 +77,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("dispatch", "dispatcher: top-1/top-3, auto-dispatch coverage and accuracy on dispatch/"),
     ("callback", "callback quality: sign accuracy and Spearman against the STC-3 annotators (quality/)"),
     ("hotspots", "hot-spot clusters of messages/ with votes and time"),
+    ("finetune", "fine-tuned reply drafting: ROUGE-L, format, refusals of base vs base + LoRA adapter (messages/)"),
     ("copilot", "agent co-pilot: latency per transcript update (knowledge, classification, form, dispatch)"),
 ];
 
@@ -98,6 +103,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         "callback" => intel::run_callback(args)?,
         "hotspots" => intel::run_hotspots(args)?,
         "copilot" => intel::run_copilot(args)?,
+        "finetune" => finetune::run(args)?,
         other => bail!("unknown suite `{other}`; run `zhengwu eval` to list them"),
     };
     report.write(&out)?;

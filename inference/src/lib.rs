@@ -6,6 +6,7 @@
 pub mod device;
 pub mod e5;
 pub mod error;
+pub mod finetune;
 pub mod llm;
 pub mod registry;
 

@@ -47,6 +47,16 @@ pub use pypi::PypiPart;
 use verify::{human_bytes, with_suffix, Check};
 
 /// Environment variable overriding the models directory.
+/// sha256 (lower-case hex) of bytes in memory.
+pub fn sha256_bytes(data: &[u8]) -> String {
+    verify::sha256_hex(data)
+}
+
+/// sha256 (lower-case hex) of a file, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    verify::hash_file(path, false)
+}
+
 pub const MODELS_DIR_ENV: &str = "ZHENGWU_MODELS";
 /// Environment variable overriding the pip wheel cache directory.
 pub const PIP_CACHE_ENV: &str = "ZHENGWU_PIP_CACHE";
@@ -179,6 +189,10 @@ pub struct ModelSpec {
     pub requantize: Option<Requantize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convert: Option<Convert>,
+    /// For `format = "lora"`: the registry name of the chat model the adapter was trained on.
+    /// The adapter (this entry's file) is merged into that model's weights when it loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 impl ModelSpec {
@@ -421,6 +435,22 @@ impl Registry {
                 if m.sources.iter().any(|s| matches!(s, Source::HfHub { .. })) {
                     return Err(err("convert works with pypi sources only".into()));
                 }
+            }
+        }
+        for m in &self.models {
+            let err = |msg: String| Error::Registry(format!("{file}: model `{}`: {msg}", m.name));
+            match (m.format.as_str(), &m.base) {
+                ("lora", None) => return Err(err("format = \"lora\" needs `base` (the chat model it adapts)".into())),
+                ("lora", Some(base)) => match self.models.iter().find(|b| &b.name == base) {
+                    None => return Err(err(format!("base `{base}` is not a model in this file"))),
+                    Some(b) if b.kind != ModelKind::Chat || b.format != "gguf" => {
+                        return Err(err(format!("base `{base}` must be a GGUF chat model")))
+                    }
+                    _ if m.kind != ModelKind::Chat => return Err(err("a LoRA adapter entry must have kind = \"chat\"".into())),
+                    _ => {}
+                },
+                (_, Some(_)) => return Err(err("`base` only applies to format = \"lora\"".into())),
+                _ => {}
             }
         }
         let d = &self.defaults;
@@ -1324,6 +1354,28 @@ type = "cache"
         .unwrap_err()
         .to_string();
         assert!(msg.contains("nope"), "{msg}");
+    }
+
+    #[test]
+    fn lora_entries_need_a_gguf_chat_base() {
+        let good = "a".repeat(64);
+        let base = format!(
+            "[[model]]\nname = \"m1\"\nkind = \"chat\"\nformat = \"gguf\"\narch = \"qwen2\"\ncontext_length = 8\nfile = \"m1.gguf\"\nsha256 = \"{good}\"\nsize = 10\n[[model.sources]]\ntype = \"cache\"\n"
+        );
+        let lora = |extra: &str| {
+            format!(
+                "{base}[[model]]\nname = \"tuned\"\nkind = \"chat\"\nformat = \"lora\"\narch = \"qwen2\"\n{extra}context_length = 8\nfile = \"t.safetensors\"\nsha256 = \"{good}\"\nsize = 10\n[[model.sources]]\ntype = \"path\"\npath = \"t.safetensors\"\n"
+            )
+        };
+        let p = Path::new("/somewhere/models.toml");
+        let reg = Registry::parse(&lora("base = \"m1\"\n"), p).unwrap();
+        assert_eq!(reg.get("tuned").unwrap().base.as_deref(), Some("m1"));
+        for (extra, want) in [("", "needs `base`"), ("base = \"m9\"\n", "not a model in this file"), ("base = \"tuned\"\n", "GGUF chat model")] {
+            let msg = Registry::parse(&lora(extra), p).unwrap_err().to_string();
+            assert!(msg.contains(want) && msg.contains("model `tuned`"), "want {want:?} in {msg}");
+        }
+        let msg = Registry::parse(&base.replace("format = \"gguf\"", "format = \"gguf\"\nbase = \"m1\""), p).unwrap_err().to_string();
+        assert!(msg.contains("only applies"), "{msg}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod form_llm;
 pub mod hotspots;
 pub mod http;
 pub mod linear;
+pub mod replies;
 pub mod score;
 pub mod supervisor;
 pub mod tasks;

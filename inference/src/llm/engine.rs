@@ -31,11 +31,13 @@ pub struct EngineOptions {
     pub prefill_chunk: usize,
     /// Upper bound on the context window (the GGUF's own is used when smaller).
     pub max_context: usize,
+    /// A LoRA adapter merged into the weights at load time.
+    pub adapter: Option<Arc<crate::finetune::LoraAdapter>>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { max_active: 4, max_queued: 16, prefill_chunk: 256, max_context: 8192 }
+        Self { max_active: 4, max_queued: 16, prefill_chunk: 256, max_context: 8192, adapter: None }
     }
 }
 
@@ -47,6 +49,27 @@ struct Shared {
     context_length: usize,
     in_flight: AtomicUsize,
     capacity: usize,
+}
+
+/// The tokenizer and chat template a GGUF file carries.
+pub fn tokenizer_and_template(content: &gguf_file::Content, model_id: &str) -> Result<(Tokenizer, ChatTemplate)> {
+    let load_err = |msg: String| Error::Load { model: model_id.to_string(), msg };
+    let tokenizer = Tokenizer::from_gguf(content).map_err(|e| load_err(format!("tokenizer from GGUF: {e}")))?;
+    let meta_str = |k: &str| content.metadata.get(k).and_then(|v| v.to_string().ok()).cloned();
+    let template_src =
+        meta_str("tokenizer.chat_template").ok_or_else(|| load_err("GGUF has no tokenizer.chat_template".into()))?;
+    let token_text = |key: &str| -> String {
+        content
+            .metadata
+            .get(key)
+            .and_then(|v| v.to_u32().ok())
+            .and_then(|id| tokenizer.id_to_token(id))
+            .unwrap_or_default()
+    };
+    let bos = token_text("tokenizer.ggml.bos_token_id");
+    let eos = token_text("tokenizer.ggml.eos_token_id");
+    let template = ChatTemplate::new(&template_src, &bos, &eos)?;
+    Ok((tokenizer, template))
 }
 
 /// A GGUF chat model served by a scheduler thread.
@@ -67,25 +90,10 @@ struct Job {
 impl LlmEngine {
     /// Load a GGUF file (weights, tokenizer and chat template all come from it).
     pub fn load(path: &Path, model_id: &str, device: &Device, opts: EngineOptions) -> Result<Self> {
-        let load_err = |msg: String| Error::Load { model: model_id.to_string(), msg };
         let mut file = fs_err::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let content = gguf_file::Content::read(&mut file)
             .map_err(|e| Error::ModelFile { path: path.to_path_buf(), msg: format!("not a readable GGUF file: {e}") })?;
-        let tokenizer = Tokenizer::from_gguf(&content).map_err(|e| load_err(format!("tokenizer from GGUF: {e}")))?;
-        let meta_str = |k: &str| content.metadata.get(k).and_then(|v| v.to_string().ok()).cloned();
-        let template_src = meta_str("tokenizer.chat_template")
-            .ok_or_else(|| load_err("GGUF has no tokenizer.chat_template".into()))?;
-        let token_text = |key: &str| -> String {
-            content
-                .metadata
-                .get(key)
-                .and_then(|v| v.to_u32().ok())
-                .and_then(|id| tokenizer.id_to_token(id))
-                .unwrap_or_default()
-        };
-        let bos = token_text("tokenizer.ggml.bos_token_id");
-        let eos = token_text("tokenizer.ggml.eos_token_id");
-        let template = ChatTemplate::new(&template_src, &bos, &eos)?;
+        let (tokenizer, template) = tokenizer_and_template(&content, model_id)?;
         let mut eos_ids: Vec<u32> = Vec::new();
         if let Some(id) = content.metadata.get("tokenizer.ggml.eos_token_id").and_then(|v| v.to_u32().ok()) {
             eos_ids.push(id);
@@ -97,7 +105,7 @@ impl LlmEngine {
                 }
             }
         }
-        let model = QuantizedTransformer::from_gguf(&content, &mut file, device, opts.max_context)?;
+        let model = QuantizedTransformer::from_gguf(&content, &mut file, device, opts.max_context, opts.adapter.as_deref())?;
         let weight_bytes = model.weight_bytes();
         tracing::info!(
             model = model_id,
@@ -125,6 +133,42 @@ impl LlmEngine {
             .spawn(move || run_scheduler(model, thread_shared, rx, opts))
             .map_err(|e| Error::io("spawning engine thread", e))?;
         Ok(Self { shared, jobs: tx, weight_bytes })
+    }
+
+    /// Load a chat model named in the registry. A `format = "lora"` entry loads its base model
+    /// with the adapter merged in, after checking the adapter was trained on that base.
+    /// `locate` turns a registry name into a verified local file (fetching it or not).
+    pub fn from_registry(
+        registry: &crate::registry::Registry,
+        name: &str,
+        device: &Device,
+        mut opts: EngineOptions,
+        locate: &dyn Fn(&str) -> Result<std::path::PathBuf>,
+    ) -> Result<Self> {
+        let spec = registry.get(name)?;
+        if spec.kind != crate::registry::ModelKind::Chat {
+            return Err(Error::Invalid(format!("model `{name}` is not a chat model")));
+        }
+        if spec.format != "lora" {
+            return Self::load(&locate(name)?, name, device, opts);
+        }
+        let base_name = spec.base.as_deref().ok_or_else(|| Error::Registry(format!("`{name}` has no base")))?;
+        let base = registry.get(base_name)?;
+        let adapter_path = locate(name)?;
+        let adapter = crate::finetune::LoraAdapter::load(&adapter_path, &Device::Cpu)?;
+        if adapter.manifest.base_sha256 != base.sha256 {
+            return Err(Error::Load {
+                model: name.to_string(),
+                msg: format!(
+                    "adapter {} was trained on a base with sha256 {}, but `{base_name}` is {}",
+                    adapter_path.display(),
+                    adapter.manifest.base_sha256,
+                    base.sha256
+                ),
+            });
+        }
+        opts.adapter = Some(Arc::new(adapter));
+        Self::load(&locate(base_name)?, name, device, opts)
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {

@@ -41,7 +41,7 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    fn from_gguf(ct: &gguf_file::Content, max_context: usize) -> Result<Self> {
+    pub(crate) fn from_gguf(ct: &gguf_file::Content, max_context: usize) -> Result<Self> {
         let arch = ct
             .metadata
             .get("general.architecture")
@@ -216,14 +216,19 @@ impl QuantizedTransformer {
         reader: &mut R,
         device: &Device,
         max_context: usize,
+        adapter: Option<&crate::finetune::LoraAdapter>,
     ) -> Result<Self> {
         let config = ModelConfig::from_gguf(ct, max_context)?;
         let fast = matches!(device, Device::Cpu) && super::q8::supported() && std::env::var_os("ZHENGWU_NO_Q8_KERNEL").is_none();
         let mut get = |name: &str| -> Result<QTensor> {
-            ct.tensor(reader, name, device).map_err(|e| Error::Load {
+            let t = ct.tensor(reader, name, device).map_err(|e| Error::Load {
                 model: config.arch.clone(),
                 msg: format!("tensor `{name}`: {e}"),
-            })
+            })?;
+            match adapter {
+                Some(a) => a.merge(name, t, device),
+                None => Ok(t),
+            }
         };
         let embed_q = get("token_embd.weight")?;
         let norm = |t: QTensor| -> Result<RmsNorm> {
@@ -425,7 +430,7 @@ impl QuantizedTransformer {
     }
 }
 
-fn rope_tables(head_dim: usize, base: f32, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+pub(crate) fn rope_tables(head_dim: usize, base: f32, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let inv: Vec<f32> = (0..head_dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / head_dim as f32)).collect();
     let inv = Tensor::new(inv.as_slice(), device)?.unsqueeze(0)?;
     let t = Tensor::arange(0u32, len as u32, device)?.to_dtype(DType::F32)?.unsqueeze(1)?;
