@@ -369,6 +369,16 @@ fn chat_cmd(
 }
 
 fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
+    // Supervised mode (test harnesses): exit when the parent closes our stdin, so a parent that
+    // dies or never drops its handle cannot leave the server running.
+    if std::env::var_os("ZHENGWU_EXIT_ON_STDIN_EOF").is_some() {
+        std::thread::spawn(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            tracing::info!("stdin closed; exiting (ZHENGWU_EXIT_ON_STDIN_EOF)");
+            std::process::exit(0);
+        });
+    }
     let s = &file.server;
     let settings = model_settings(&args.models, file)?;
     let host = args.host.or(s.host.clone()).unwrap_or_else(|| "127.0.0.1".into());

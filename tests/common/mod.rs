@@ -11,6 +11,9 @@ pub const EMBED_MODEL: &str = "multilingual-e5-small";
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The server exits when this closes: on drop, or when the test process ends (a server kept
+    /// in a `static` is never dropped).
+    _stdin: Option<std::process::ChildStdin>,
 }
 
 impl Drop for Server {
@@ -40,6 +43,8 @@ impl Server {
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(&args)
             .env("RUST_LOG", "info")
+            .env("ZHENGWU_EXIT_ON_STDIN_EOF", "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -57,7 +62,8 @@ impl Server {
         };
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        let server = Server { child, base };
+        let stdin = child.stdin.take();
+        let server = Server { child, base, _stdin: stdin };
         let path = if wait_ready { "/ready" } else { "/health" };
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
