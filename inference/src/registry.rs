@@ -1182,13 +1182,17 @@ size = {size}
                 "classify-msgabench-type",
                 "classify-msgabench-domain",
                 "dispatch-msgabench",
-                "callback-stc3"
+                "callback-stc3",
+                "reply-drafter-0.5b"
             ]
         );
         // Trained hotline artifacts are local files kept in the repository.
         let d = reg.get("dispatch-msgabench").unwrap();
         assert_eq!(d.kind, ModelKind::Classifier);
         assert!(matches!(&d.sources[0], Source::Path { path } if path.starts_with("models")));
+        let drafter = reg.get("reply-drafter-0.5b").unwrap();
+        assert_eq!((drafter.kind, drafter.format.as_str()), (ModelKind::Chat, "lora"));
+        assert_eq!(drafter.base.as_deref(), Some("qwen2.5-0.5b-instruct"));
         let asr = reg.get("whisper-base").unwrap();
         assert_eq!(asr.kind, ModelKind::Asr);
         assert_eq!((asr.format.as_str(), asr.size), ("ggml", 147_951_465));
