@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use zhengwu_hotline::intel::replies;
-use zhengwu_inference::finetune::{self, LoraAdapter, LoraSpec, TrainOptions, TrainState, ADAPTER_FORMAT};
+use zhengwu_inference::finetune::{self, LoraAdapter, LoraSpec, TrainOptions, TrainState};
 use zhengwu_inference::registry::Registry;
 
 #[derive(Args, Debug)]
@@ -84,14 +84,12 @@ pub struct FinetuneArgs {
 
 struct Bar {
     bar: ProgressBar,
-    tokens_before: u64,
-    secs_before: f64,
 }
 
 impl finetune::Progress for Bar {
     fn step(&mut self, s: &TrainState, lr: f64) {
-        let secs = (s.secs - self.secs_before).max(1e-9);
-        let tok_s = (s.tokens - self.tokens_before) as f64 / secs;
+        // The run's average so far (a resumed run counts its earlier sessions too).
+        let tok_s = s.tokens as f64 / s.secs.max(1e-9);
         self.bar.set_position(s.step as u64);
         self.bar.set_message(format!("loss {:.3} · lr {lr:.2e} · {tok_s:.0} tok/s", s.losses.last().copied().unwrap_or(f64::NAN)));
         if self.bar.is_hidden() {
@@ -177,7 +175,7 @@ pub fn run(args: FinetuneArgs, registry: &Registry, registry_path: &Path, device
     let total = opts.total_steps(data.len());
     let bar = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} steps · {msg} · eta {eta}")?);
-    let mut progress = Bar { bar, tokens_before: 0, secs_before: 0.0 };
+    let mut progress = Bar { bar };
     let state = finetune::train(&mut model, &data, &opts, Some(&ckpt_dir), args.checkpoint_every, args.stop_after, &mut progress)?;
     progress.bar.finish_and_clear();
     let first = state.losses.first().copied().unwrap_or(f64::NAN);
@@ -205,27 +203,10 @@ pub fn run(args: FinetuneArgs, registry: &Registry, registry_path: &Path, device
     if let Some(rss) = finetune::peak_rss_mb() {
         metrics.insert("peak_rss_mb".into(), rss);
     }
-    let mut hyper: std::collections::BTreeMap<String, serde_json::Value> = serde_json::to_value(&opts)?
-        .as_object()
-        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    hyper.insert("frozen".into(), serde_json::json!(if model.int8 { "int8" } else { "f32" }));
-    let adapter = LoraAdapter {
-        manifest: finetune::AdapterManifest {
-            format: ADAPTER_FORMAT.into(),
-            base_model: args.base.clone(),
-            base_sha256: spec.sha256.clone(),
-            lora: opts.lora.clone(),
-            data_sha256: dataset.sha256.clone(),
-            examples: data.len(),
-            steps: state.step,
-            tokens_trained: state.tokens,
-            seed: opts.seed,
-            hyper,
-            metrics,
-        },
-        weights: model.lora_weights()?,
-    };
+    let mut manifest = finetune::AdapterManifest::new(&args.base, &spec.sha256, &opts, &dataset.sha256, data.len(), &state);
+    manifest.hyper.insert("frozen".into(), serde_json::json!(if model.int8 { "int8" } else { "f32" }));
+    manifest.metrics = metrics;
+    let adapter = LoraAdapter { manifest, weights: model.lora_weights()? };
     adapter.save(&args.out)?;
     let sha = zhengwu_inference::registry::sha256_file(&args.out)?;
     let size = fs_err::metadata(&args.out)?.len();
@@ -278,6 +259,10 @@ pub struct FinetuneDataArgs {
     /// Leave out replies longer than this many characters.
     #[arg(long, default_value_t = 420)]
     pub max_reply_chars: usize,
+    /// How many times each out-of-scope question goes in (alternately asked as it is and
+    /// posted as a message), so refusals are not drowned by the replies.
+    #[arg(long, default_value_t = 12)]
+    pub out_of_scope_repeat: usize,
 }
 
 pub fn prepare(args: FinetuneDataArgs) -> anyhow::Result<()> {
@@ -289,7 +274,7 @@ pub fn prepare(args: FinetuneDataArgs) -> anyhow::Result<()> {
     let p = replies::prepare(
         &cases,
         &oos,
-        &replies::PrepareOptions { max_detail_chars: args.max_detail_chars, max_reply_chars: args.max_reply_chars, ..Default::default() },
+        &replies::PrepareOptions { max_detail_chars: args.max_detail_chars, max_reply_chars: args.max_reply_chars, out_of_scope_repeat: args.out_of_scope_repeat },
     );
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs_err::create_dir_all(dir)?;
@@ -300,15 +285,17 @@ pub fn prepare(args: FinetuneDataArgs) -> anyhow::Result<()> {
     }
     f.flush()?;
     eprintln!(
-        "finetune-data: {} training lines ({} replies, {} out-of-scope x3) -> {}; held out {} replies and {} out-of-scope questions; {} replies longer than {} chars left out",
+        "finetune-data: {} training lines ({} replies, {} out-of-scope x{}) -> {}; held out {} replies and {} out-of-scope questions; {} replies longer than {} chars and {} empty ones left out",
         p.train.len(),
         p.train_replies,
         p.train_out_of_scope,
+        args.out_of_scope_repeat.max(1),
         args.out.display(),
         p.heldout_replies,
         p.heldout_out_of_scope,
         p.skipped_long,
-        args.max_reply_chars
+        args.max_reply_chars,
+        p.skipped_empty
     );
     Ok(())
 }

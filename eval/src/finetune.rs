@@ -45,6 +45,7 @@ struct Scores {
     format: usize,
     false_refusals: usize,
     refusals: usize,
+    refusals_as_message: usize,
     oos: usize,
     chars: usize,
     secs: f64,
@@ -62,6 +63,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
     let cases: Vec<ReplyCase> = replies::load_cases(&args.data)?
         .into_iter()
         .filter(|c| replies::is_heldout(&c.id))
+        .filter_map(|c| replies::usable_reply(&c.reply).map(|reply| ReplyCase { reply, ..c }))
         .take(args.finetune_cases)
         .collect();
     let oos: Vec<_> = replies::load_out_of_scope(&knowledge_dir(&args.models_toml))?
@@ -71,14 +73,14 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
     anyhow::ensure!(!cases.is_empty(), "no held-out reply cases under {}", args.data.display());
     let locate = |n: &str| registry.locate(n);
     let mut report = Report::new("Fine-tuned reply drafting: base model vs base + LoRA adapter");
-    let mut table = String::from("| model | cases | ROUGE-L F1 | format (all three) | greeting | closing | refuses out-of-scope | refuses real messages | mean chars | seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut table = String::from("| model | cases | ROUGE-L F1 | format (all three) | greeting | closing | refuses out-of-scope (asked / as message) | refuses real messages | mean chars | seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut samples = String::new();
     for (label, name) in [("base", &base), ("adapter", &adapter)] {
         let engine = LlmEngine::from_registry(&registry, name, &candle_core::Device::Cpu, EngineOptions::default(), &locate)
             .with_context(|| format!("loading `{name}`"))?;
         let mut s = Scores::default();
         let t0 = Instant::now();
-        let bar = indicatif::ProgressBar::new((cases.len() + oos.len()) as u64);
+        let bar = indicatif::ProgressBar::new((cases.len() + 2 * oos.len()) as u64);
         bar.set_message(label);
         for (i, c) in cases.iter().enumerate() {
             let msgs = replies::chat(&c.title, &c.detail, None, 240);
@@ -100,8 +102,10 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         for q in &oos {
             let text = draft(&engine, &replies::chat_out_of_scope(q, false), 160)?;
             s.refusals += replies::is_refusal(&text) as usize;
+            let text = draft(&engine, &replies::chat_out_of_scope_as_message(q, false), 160)?;
+            s.refusals_as_message += replies::is_refusal(&text) as usize;
             s.oos += 1;
-            bar.inc(1);
+            bar.inc(2);
         }
         bar.finish_and_clear();
         s.secs = t0.elapsed().as_secs_f64();
@@ -115,11 +119,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         report.metric(format!("{p}.false_refusal_rate"), s.false_refusals as f64 / n);
         if s.oos > 0 {
             report.metric(format!("{p}.refusal_rate"), s.refusals as f64 / s.oos as f64);
+            report.metric(format!("{p}.refusal_rate_as_message"), s.refusals_as_message as f64 / s.oos as f64);
         }
         report.metric(format!("{p}.mean_chars"), s.chars as f64 / n);
         report.metric(format!("{p}.secs"), s.secs);
         table.push_str(&format!(
-            "| {name} | {} | {} | {}/{} | {} | {} | {}/{} | {} | {:.0} | {:.0} |\n",
+            "| {name} | {} | {} | {}/{} | {} | {} | {}/{} / {}/{} | {} | {:.0} | {:.0} |\n",
             cases.len(),
             fmt_num(rouge),
             s.format,
@@ -127,6 +132,8 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
             s.greeting,
             s.closing,
             s.refusals,
+            s.oos,
+            s.refusals_as_message,
             s.oos,
             s.false_refusals,
             s.chars as f64 / n,
@@ -159,7 +166,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         report.metric("finetune.rouge_l_gain", a - b);
     }
     report.section(format!(
-        "## Held-out drafts\n\nHeld-out: one message in ten by a stable hash of its id (the training file leaves them out), the first {} of them; {} held-out out-of-scope questions. Greedy decoding, repetition penalty 1.05, at most {} new tokens.\n\n{table}",
+        "## Held-out drafts\n\nHeld-out: one message in ten by a stable hash of its id (the training file leaves them out), the first {} of them; {} held-out out-of-scope questions, each asked as it is and posted as a message (title and content). The official replies are scored with the publisher's anonymised account ids removed. Greedy decoding, repetition penalty 1.05, at most {} new tokens.\n\n{table}",
         cases.len(),
         oos.len(),
         REPLY_MAX_TOKENS

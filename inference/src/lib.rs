@@ -9,6 +9,7 @@ pub mod error;
 pub mod finetune;
 pub mod llm;
 pub mod registry;
+pub mod tensor_file;
 
 pub use error::{Error, Result};
 pub use llm::{

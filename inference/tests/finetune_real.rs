@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use zhengwu_inference::finetune::{self, LoraAdapter, LoraSpec, Quiet, TrainOptions, TrainableModel, ADAPTER_FORMAT};
+use zhengwu_inference::finetune::{self, LoraAdapter, LoraSpec, Quiet, TrainOptions, TrainableModel};
 use zhengwu_inference::llm::engine::tokenizer_and_template;
 use zhengwu_inference::llm::{EngineOptions, LlmEngine};
 use zhengwu_inference::registry::Registry;
@@ -108,19 +108,7 @@ fn lora_training_learns_saves_loads_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let adapter_path = dir.path().join("tiny.safetensors");
     let adapter = LoraAdapter {
-        manifest: finetune::AdapterManifest {
-            format: ADAPTER_FORMAT.into(),
-            base_model: MODEL.into(),
-            base_sha256: registry.get(MODEL).unwrap().sha256.clone(),
-            lora: opts.lora.clone(),
-            data_sha256: dataset.sha256.clone(),
-            examples: data.len(),
-            steps: state.step,
-            tokens_trained: state.tokens,
-            seed: opts.seed,
-            hyper: Default::default(),
-            metrics: Default::default(),
-        },
+        manifest: finetune::AdapterManifest::new(MODEL, &registry.get(MODEL).unwrap().sha256, &opts, &dataset.sha256, data.len(), &state),
         weights: model.lora_weights().unwrap(),
     };
     adapter.save(&adapter_path).unwrap();

@@ -1,7 +1,7 @@
 //! Documents and FAQ entries: reading files into text plus metadata.
 //!
 //! Supported: Markdown (`.md`), plain text (`.txt`), HTML (`.html`/`.htm`, tags stripped, headings
-//! kept as Markdown headings), DOCX (`.docx`, paragraphs of `word/document.xml`), FAQ files
+//! kept as Markdown headings), DOCX (`.docx`, paragraphs of `word/document.xml`), PDF (`.pdf`, its text layer), FAQ files
 //! (`.jsonl` with one `{"question", "answer", "department", "region", ...}` per line).
 //!
 //! Metadata comes from front matter at the top of Markdown/TXT files:
@@ -73,7 +73,7 @@ pub enum Loaded {
 }
 
 /// File extensions the loader understands.
-pub const SUPPORTED: &[&str] = &["md", "markdown", "txt", "html", "htm", "docx", "jsonl"];
+pub const SUPPORTED: &[&str] = &["md", "markdown", "txt", "html", "htm", "docx", "pdf", "jsonl"];
 
 /// Hex SHA-256 of bytes.
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -186,8 +186,9 @@ pub fn load(path: &Path, bytes: &[u8]) -> Result<Loaded> {
             body
         }
         "docx" => docx_to_text(bytes).map_err(|e| Error::document(path, e))?,
+        "pdf" => pdf_to_text(bytes).map_err(|e| Error::document(path, e))?,
         "jsonl" => return load_faq(path, utf8()?).map(Loaded::Faq),
-        "" => return Err(Error::document(path, "no file extension; supported: .md .txt .html .docx .jsonl")),
+        "" => return Err(Error::document(path, "no file extension; supported: .md .txt .html .docx .pdf .jsonl")),
         other => {
             return Err(Error::document(
                 path,
@@ -357,6 +358,76 @@ pub fn html_to_text(html: &str) -> (Option<String>, String) {
     (title, tidy.join("\n"))
 }
 
+/// Text of a PDF's text layer (`pdf-extract`), pages separated by a blank line. Lines are kept;
+/// the spaces PDF layout puts between CJK characters are dropped. A PDF without a text layer
+/// (a scan) or with fonts the extractor cannot map to Unicode is an error, never empty text.
+pub fn pdf_to_text(bytes: &[u8]) -> std::result::Result<String, String> {
+    if !bytes.starts_with(b"%PDF-") {
+        return Err("not a PDF file (no %PDF- header)".into());
+    }
+    // pdf-extract panics on some fonts and encodings it does not support: turn that into an
+    // error for this one file instead of taking the ingest (or the server) down.
+    let pages = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes))
+        .map_err(|p| {
+            let why = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown reason");
+            format!("PDF text could not be extracted (unsupported font or encoding: {why})")
+        })?
+        .map_err(|e| format!("not a readable PDF: {e}"))?;
+    let mut out = String::new();
+    for page in pages {
+        let mut page_text = String::new();
+        for line in page.lines() {
+            let line = tidy_pdf_line(line);
+            if !line.is_empty() {
+                page_text.push_str(&line);
+                page_text.push('\n');
+            }
+        }
+        if !page_text.is_empty() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&page_text);
+        }
+    }
+    if out.chars().filter(|c| c.is_alphanumeric()).count() == 0 {
+        return Err("the PDF has no text layer (a scanned document needs OCR first)".into());
+    }
+    if out.contains('\u{fffd}') && out.chars().filter(|&c| c == '\u{fffd}').count() * 4 > out.chars().count() {
+        return Err("the PDF's fonts do not map to Unicode (text would be garbage)".into());
+    }
+    Ok(out)
+}
+
+/// One extracted line: trimmed and runs of spaces collapsed. A letter-spaced line (a space after
+/// most CJK characters, as positioned glyphs often come out) loses the spaces between CJK
+/// characters; a single space, e.g. after `第一条`, is kept.
+fn tidy_pdf_line(line: &str) -> String {
+    let cjk = |c: char| matches!(c, '\u{3000}'..='\u{303f}' | '\u{3400}'..='\u{9fff}' | '\u{f900}'..='\u{faff}' | '\u{ff00}'..='\u{ffef}');
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let gaps_between_cjk = words
+        .windows(2)
+        .filter(|w| w[0].chars().last().is_some_and(cjk) && w[1].chars().next().is_some_and(cjk))
+        .count();
+    let cjk_chars = line.chars().filter(|&c| cjk(c)).count();
+    let letter_spaced = gaps_between_cjk >= 3 && gaps_between_cjk * 3 >= cjk_chars;
+    let mut out = String::with_capacity(line.len());
+    for (i, w) in words.iter().enumerate() {
+        if i > 0 {
+            let joined_cjk = out.chars().last().is_some_and(cjk) && w.chars().next().is_some_and(cjk);
+            if !(letter_spaced && joined_cjk) {
+                out.push(' ');
+            }
+        }
+        out.push_str(w);
+    }
+    out
+}
+
 /// Text of a DOCX: one line per `<w:p>`, text from `<w:t>`, tabs and breaks kept.
 pub fn docx_to_text(bytes: &[u8]) -> std::result::Result<String, String> {
     let reader = std::io::Cursor::new(bytes);
@@ -429,11 +500,108 @@ mod tests {
     #[test]
     fn unsupported_and_binary_files_are_errors() {
         let err = load(&PathBuf::from("x.pdf"), b"%PDF-1.4").unwrap_err().to_string();
-        assert!(err.contains("x.pdf") && err.contains("unsupported"), "{err}");
+        assert!(err.contains("x.pdf") && err.contains("PDF"), "{err}");
+        let err = load(&PathBuf::from("x.pdf"), b"hello").unwrap_err().to_string();
+        assert!(err.contains("x.pdf") && err.contains("not a PDF"), "{err}");
+        let err = load(&PathBuf::from("x.rtf"), b"{\\rtf1}").unwrap_err().to_string();
+        assert!(err.contains("x.rtf") && err.contains("unsupported"), "{err}");
         let err = load(&PathBuf::from("x.txt"), &[0xff, 0xfe, 0x00]).unwrap_err().to_string();
         assert!(err.contains("not UTF-8"), "{err}");
         let err = load(&PathBuf::from("x.docx"), b"not a zip").unwrap_err().to_string();
         assert!(err.contains("x.docx") && err.contains("zip"), "{err}");
+    }
+
+    /// A one-page PDF as office suites write Chinese text: a Type0 font with Identity-H codes
+    /// (one CID per distinct character) and a ToUnicode map, one positioned line per entry.
+    fn chinese_pdf(lines: &[&str]) -> Vec<u8> {
+        use lopdf::content::{Content, Operation};
+        use lopdf::{dictionary, Document, Object, Stream, StringFormat};
+        let mut cids: Vec<char> = Vec::new();
+        let mut ops = vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+        ];
+        for (i, line) in lines.iter().enumerate() {
+            let mut code = Vec::new();
+            for c in line.chars() {
+                let cid = match cids.iter().position(|&k| k == c) {
+                    Some(p) => p + 1,
+                    None => {
+                        cids.push(c);
+                        cids.len()
+                    }
+                };
+                code.extend_from_slice(&(cid as u16).to_be_bytes());
+            }
+            let y = 780 - 20 * i as i64;
+            ops.push(Operation::new("Tm", vec![1.into(), 0.into(), 0.into(), 1.into(), 72.into(), y.into()]));
+            ops.push(Operation::new("Tj", vec![Object::String(code, StringFormat::Hexadecimal)]));
+        }
+        ops.push(Operation::new("ET", vec![]));
+        let mut cmap = String::from("/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n");
+        for block in cids.chunks(100).enumerate() {
+            cmap.push_str(&format!("{} beginbfchar\n", block.1.len()));
+            for (k, c) in block.1.iter().enumerate() {
+                let mut u = [0u16; 2];
+                let units: String = c.encode_utf16(&mut u).iter().map(|x| format!("{x:04X}")).collect();
+                cmap.push_str(&format!("<{:04X}> <{units}>\n", block.0 * 100 + k + 1));
+            }
+            cmap.push_str("endbfchar\n");
+        }
+        cmap.push_str("endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n");
+
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let to_unicode = doc.add_object(Stream::new(dictionary! {}, cmap.into_bytes()));
+        let descriptor = doc.add_object(dictionary! {
+            "Type" => "FontDescriptor", "FontName" => "SimSun", "Flags" => 4,
+            "FontBBox" => vec![0.into(), (-200).into(), 1000.into(), 800.into()],
+            "ItalicAngle" => 0, "Ascent" => 800, "Descent" => -200, "CapHeight" => 700, "StemV" => 80,
+        });
+        let cid_font = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "CIDFontType2", "BaseFont" => "SimSun",
+            "CIDSystemInfo" => dictionary! { "Registry" => Object::string_literal("Adobe"), "Ordering" => Object::string_literal("Identity"), "Supplement" => 0 },
+            "FontDescriptor" => descriptor, "DW" => 1000,
+        });
+        let font = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type0", "BaseFont" => "SimSun", "Encoding" => "Identity-H",
+            "DescendantFonts" => vec![cid_font.into()], "ToUnicode" => to_unicode,
+        });
+        let content = doc.add_object(Stream::new(dictionary! {}, Content { operations: ops }.encode().unwrap()));
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+            "Resources" => dictionary! { "Font" => dictionary! { "F1" => font } },
+        });
+        doc.objects.insert(pages_id, Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1 }));
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+        doc.trailer.set("Root", catalog);
+        let mut out = Vec::new();
+        doc.save_to(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn pdf_text_layer_is_read_with_its_lines() {
+        let lines = ["居住证办理指南", "第一条 申领条件：在本市居住半年以上。", "第二条 所需材料：身份证、住址证明。", "咨询电话 12345"];
+        let pdf = chinese_pdf(&lines);
+        let Loaded::Document { meta, body } = load(&PathBuf::from("kb/居住证.pdf"), &pdf).unwrap() else { panic!("a PDF is a document") };
+        let got: Vec<&str> = body.lines().collect();
+        assert_eq!(got, lines, "{body:?}");
+        assert_eq!(meta.title, "居住证");
+        // A truncated file is an error naming the file, not an empty document.
+        let err = load(&PathBuf::from("kb/cut.pdf"), &pdf[..pdf.len() / 3]).unwrap_err().to_string();
+        assert!(err.contains("cut.pdf"), "{err}");
+        // A PDF without a text layer (nothing drawn) says so.
+        let err = load(&PathBuf::from("kb/scan.pdf"), &chinese_pdf(&[])).unwrap_err().to_string();
+        assert!(err.contains("scan.pdf") && err.contains("text layer"), "{err}");
+    }
+
+    #[test]
+    fn letter_spaced_pdf_lines_are_joined() {
+        assert_eq!(tidy_pdf_line("  居 住 证 办 理 指 南  "), "居住证办理指南");
+        assert_eq!(tidy_pdf_line("第一条  申领条件：居住半年以上。"), "第一条 申领条件：居住半年以上。");
+        assert_eq!(tidy_pdf_line("拨打 12345 热线"), "拨打 12345 热线");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Knowledge base and retrieval-augmented answers (issue 3).
 //!
 //! - [`chunker`]: Chinese-aware chunking (章/节/条/款, headings, lists, sentence budget, overlap).
-//! - [`document`]: Markdown/TXT/HTML/DOCX/FAQ loading with front-matter metadata.
+//! - [`document`]: Markdown/TXT/HTML/DOCX/PDF/FAQ loading with front-matter metadata.
 //! - [`store`]: the [`store::VectorStore`] seam; [`edge::EdgeStore`] is the embedded Qdrant backend.
 //! - [`sparse`]: BM25 sparse vectors (Qdrant's BM25, Chinese segmentation).
 //! - [`kb`]: incremental ingestion and dense / sparse / hybrid (RRF) search with filters.

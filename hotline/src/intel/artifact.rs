@@ -316,15 +316,9 @@ impl Artifact {
 
     pub fn save(&self, path: &Path) -> Result<(), IntelError> {
         let manifest = serde_json::to_string(&self.manifest).map_err(|e| IntelError::Model(e.to_string()))?;
-        let meta: HashMap<String, String> = [(META_KEY.to_string(), manifest)].into();
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs_err::create_dir_all(dir).map_err(IntelError::Io)?;
-        }
-        let tmp = path.with_extension("part");
-        safetensors::serialize_to_file([("b", &self.model.b), ("w", &self.model.w)], Some(meta), &tmp)
-            .map_err(|e| IntelError::Model(format!("writing {}: {e}", tmp.display())))?;
-        fs_err::rename(&tmp, path).map_err(IntelError::Io)?;
-        Ok(())
+        let tensors = [("b".to_string(), self.model.b.clone()), ("w".to_string(), self.model.w.clone())];
+        zhengwu_inference::tensor_file::write_safetensors(path, &tensors, &[(META_KEY, manifest)])
+            .map_err(|e| IntelError::Model(e.to_string()))
     }
 
     /// Share an embedding cache with other featurizers.

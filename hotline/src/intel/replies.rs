@@ -121,7 +121,7 @@ pub fn chat(title: &str, detail: &str, reply: Option<&str>, max_detail_chars: us
     m
 }
 
-/// Chat messages for an out-of-scope question.
+/// Chat messages for an out-of-scope question, asked as it is.
 pub fn chat_out_of_scope(q: &OutOfScope, with_answer: bool) -> Vec<ChatMessage> {
     let mut m = vec![ChatMessage::new("system", SYSTEM_PROMPT), ChatMessage::new("user", q.question.trim())];
     if with_answer {
@@ -130,19 +130,42 @@ pub fn chat_out_of_scope(q: &OutOfScope, with_answer: bool) -> Vec<ChatMessage> 
     m
 }
 
+/// Chat messages for an out-of-scope question posted as a message (title and content), the
+/// form every real message has: the drafter must refuse on the content, not on the form.
+pub fn chat_out_of_scope_as_message(q: &OutOfScope, with_answer: bool) -> Vec<ChatMessage> {
+    let title = clip(q.question.trim_end_matches(['。', '？', '?', '！', '!']), 24);
+    chat(&title, &q.question, with_answer.then_some(q.answer.as_str()), usize::MAX)
+}
+
+/// The official replies name the citizen by the publisher's anonymised account id
+/// (网友“A00023583”, “UU0000000”): ids no draft should copy. Removes them with their quotes.
+pub fn strip_user_ids(text: &str) -> String {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = RE.get_or_init(|| regex::Regex::new(r#"[“"「]?(?:UU|[A-Z])\d{6,}[”"」]?"#).expect("valid id pattern"));
+    re.replace_all(text, "").into_owned()
+}
+
+/// The reply with account ids removed, or `None` when (almost) nothing is left: a reply of
+/// fewer than 10 letters, digits or characters teaches nothing and cannot score a draft.
+pub fn usable_reply(reply: &str) -> Option<String> {
+    let r = strip_user_ids(reply).trim().to_string();
+    (r.chars().filter(|c| c.is_alphanumeric()).count() >= 10).then_some(r)
+}
+
 /// How the training file is built.
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
     pub max_detail_chars: usize,
     /// Replies longer than this are left out of training (they would not fit `max_len`).
     pub max_reply_chars: usize,
-    /// How many times each out-of-scope example is repeated (they are few next to the replies).
+    /// How many times each out-of-scope example is repeated (they are few next to the replies);
+    /// the repeats alternate between the bare question and the question posted as a message.
     pub out_of_scope_repeat: usize,
 }
 
 impl Default for PrepareOptions {
     fn default() -> Self {
-        Self { max_detail_chars: 240, max_reply_chars: 420, out_of_scope_repeat: 3 }
+        Self { max_detail_chars: 240, max_reply_chars: 420, out_of_scope_repeat: 12 }
     }
 }
 
@@ -153,13 +176,15 @@ pub struct Prepared {
     pub train_replies: usize,
     pub train_out_of_scope: usize,
     pub skipped_long: usize,
+    /// Replies with (almost) nothing left once account ids are removed.
+    pub skipped_empty: usize,
     pub heldout_replies: usize,
     pub heldout_out_of_scope: usize,
 }
 
 /// Training lines from the history (hold-out excluded) and the out-of-scope questions.
 pub fn prepare(cases: &[ReplyCase], oos: &[OutOfScope], opts: &PrepareOptions) -> Prepared {
-    let mut p = Prepared { train: Vec::new(), train_replies: 0, train_out_of_scope: 0, skipped_long: 0, heldout_replies: 0, heldout_out_of_scope: 0 };
+    let mut p = Prepared { train: Vec::new(), train_replies: 0, train_out_of_scope: 0, skipped_long: 0, skipped_empty: 0, heldout_replies: 0, heldout_out_of_scope: 0 };
     let line = |msgs: Vec<ChatMessage>| serde_json::json!({ "messages": msgs }).to_string();
     for c in cases {
         if is_heldout(&c.id) {
@@ -170,7 +195,11 @@ pub fn prepare(cases: &[ReplyCase], oos: &[OutOfScope], opts: &PrepareOptions) -
             p.skipped_long += 1;
             continue;
         }
-        p.train.push(line(chat(&c.title, &c.detail, Some(&c.reply), opts.max_detail_chars)));
+        let Some(reply) = usable_reply(&c.reply) else {
+            p.skipped_empty += 1;
+            continue;
+        };
+        p.train.push(line(chat(&c.title, &c.detail, Some(&reply), opts.max_detail_chars)));
         p.train_replies += 1;
     }
     for q in oos {
@@ -178,8 +207,9 @@ pub fn prepare(cases: &[ReplyCase], oos: &[OutOfScope], opts: &PrepareOptions) -
             p.heldout_out_of_scope += 1;
             continue;
         }
-        for _ in 0..opts.out_of_scope_repeat.max(1) {
-            p.train.push(line(chat_out_of_scope(q, true)));
+        for k in 0..opts.out_of_scope_repeat.max(1) {
+            let msgs = if k % 2 == 0 { chat_out_of_scope(q, true) } else { chat_out_of_scope_as_message(q, true) };
+            p.train.push(line(msgs));
         }
         p.train_out_of_scope += 1;
     }
@@ -276,9 +306,31 @@ mod tests {
     }
 
     #[test]
+    fn user_ids_are_stripped_with_their_quotes() {
+        assert_eq!(strip_user_ids("网友“A00023583”：您好！"), "网友：您好！");
+        assert_eq!(strip_user_ids("网友\"UU0000000\"您好，A2区的问题"), "网友您好，A2区的问题");
+        assert_eq!(strip_user_ids("A3区潇楚南路2019年"), "A3区潇楚南路2019年");
+        assert_eq!(strip_user_ids("网友A00023583您好"), "网友您好");
+    }
+
+    #[test]
+    fn out_of_scope_lines_come_in_both_forms() {
+        let q = OutOfScope { question: "帮我写一首诗。".into(), topic: String::new(), answer: "不属于受理范围，请拨打12345转人工。".into() };
+        let qs: Vec<OutOfScope> = (0..12).map(|i| OutOfScope { question: format!("第{i}个与政务无关的问题？"), ..q.clone() }).collect();
+        let p = prepare(&[], &qs, &PrepareOptions::default());
+        let kept = p.train_out_of_scope;
+        assert!(kept > 0 && kept + p.heldout_out_of_scope == 12);
+        assert_eq!(p.train.len(), kept * 12);
+        assert_eq!(p.train.iter().filter(|l| l.contains("留言标题")).count(), kept * 6);
+        let m = chat_out_of_scope_as_message(&q, true);
+        assert!(m[1].content.contains("留言标题：帮我写一首诗") && m[1].content.contains("留言内容：帮我写一首诗。"));
+        assert_eq!(m[2].content, q.answer);
+    }
+
+    #[test]
     fn prepare_holds_out_a_stable_tenth() {
         let cases: Vec<ReplyCase> = (0..200)
-            .map(|i| ReplyCase { id: i.to_string(), title: "标题".into(), detail: "内容".into(), reply: "答复".into() })
+            .map(|i| ReplyCase { id: i.to_string(), title: "标题".into(), detail: "内容".into(), reply: "您好，您反映的问题已收悉，现答复如下。".into() })
             .collect();
         let p = prepare(&cases, &[], &PrepareOptions::default());
         assert_eq!(p.train_replies + p.heldout_replies, 200);

@@ -106,6 +106,39 @@ pub struct AdapterManifest {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl AdapterManifest {
+    /// The manifest of a run of `opts` on `data_sha256` (`examples` tokenized examples) that
+    /// reached `state`, for base `base_model` (file hash `base_sha256`). Hyper-parameters are
+    /// taken from `opts`; metrics start empty.
+    pub fn new(
+        base_model: &str,
+        base_sha256: &str,
+        opts: &super::TrainOptions,
+        data_sha256: &str,
+        examples: usize,
+        state: &super::TrainState,
+    ) -> Self {
+        let hyper = serde_json::to_value(opts)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .map(|o| o.into_iter().collect())
+            .unwrap_or_default();
+        AdapterManifest {
+            format: ADAPTER_FORMAT.into(),
+            base_model: base_model.into(),
+            base_sha256: base_sha256.into(),
+            lora: opts.lora.clone(),
+            data_sha256: data_sha256.into(),
+            examples,
+            steps: state.step,
+            tokens_trained: state.tokens,
+            seed: opts.seed,
+            hyper,
+            metrics: BTreeMap::new(),
+        }
+    }
+}
+
 /// A trained adapter: the manifest and the (A, B) pair of each adapted weight.
 #[derive(Debug)]
 pub struct LoraAdapter {
@@ -123,7 +156,7 @@ impl LoraAdapter {
             named.push((format!("{name}.lora_a"), a.to_dtype(DType::F32)?.to_device(&Device::Cpu)?));
             named.push((format!("{name}.lora_b"), b.to_dtype(DType::F32)?.to_device(&Device::Cpu)?));
         }
-        write_safetensors(path, &named, &[("manifest", meta)])
+        crate::tensor_file::write_safetensors(path, &named, &[("manifest", meta)])
     }
 
     /// Read an adapter; a file that is not one says so.
@@ -193,17 +226,3 @@ impl LoraAdapter {
     }
 }
 
-/// Write named f32 tensors and string metadata to a safetensors file, atomically.
-pub(crate) fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], meta: &[(&str, String)]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs_err::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    }
-    let tmp = path.with_extension("safetensors.tmp");
-    let metadata: std::collections::HashMap<String, String> =
-        meta.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    safetensors::serialize_to_file(views, Some(metadata), &tmp)
-        .map_err(|e| Error::io(format!("writing {}", tmp.display()), std::io::Error::other(e.to_string())))?;
-    fs_err::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))?;
-    Ok(())
-}

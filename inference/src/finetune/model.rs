@@ -19,6 +19,18 @@ use crate::llm::model::{ModelConfig, RopeStyle};
 use crate::llm::q8::Q8Linear;
 use crate::{Error, Result};
 
+/// The contiguous f32 input of a frozen-weight op as a CPU tensor of its own shape.
+fn input_tensor(op: &str, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
+    let data = match storage {
+        CpuStorage::F32(v) => v,
+        _ => candle_core::bail!("{op}: expected an f32 input"),
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input must be contiguous")))?;
+    Tensor::from_slice(&data[start..end], layout.shape(), &Device::Cpu)
+}
+
 /// `x · Wᵀ` with a frozen `W` (out × in): backward gives only the input's gradient.
 struct FrozenMatmul {
     w: Tensor,
@@ -30,22 +42,15 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let data = match storage {
-            CpuStorage::F32(v) => v,
-            _ => candle_core::bail!("frozen-matmul: expected an f32 input"),
-        };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen-matmul: input must be contiguous".into()))?;
+        let x = input_tensor(self.name(), storage, layout)?;
         let dims = layout.dims();
         let in_dim = *dims.last().unwrap_or(&0);
         let (out_dim, w_in) = self.w.dims2()?;
         if in_dim != w_in {
             candle_core::bail!("frozen-matmul: input has {in_dim} features, weight expects {w_in}");
         }
-        let rows = if in_dim == 0 { 0 } else { (end - start) / in_dim };
-        let x = Tensor::from_slice(&data[start..end], (rows, in_dim), &Device::Cpu)?;
-        let y = x.matmul(&self.w.t()?)?;
+        let rows = if in_dim == 0 { 0 } else { x.elem_count() / in_dim };
+        let y = x.reshape((rows, in_dim))?.matmul(&self.w.t()?)?;
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {
             *last = out_dim;
@@ -77,14 +82,7 @@ impl CustomOp1 for FrozenQ8 {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let data = match storage {
-            CpuStorage::F32(v) => v,
-            _ => candle_core::bail!("frozen-q8: expected an f32 input"),
-        };
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen-q8: input must be contiguous".into()))?;
-        let x = Tensor::from_slice(&data[start..end], layout.shape(), &Device::Cpu)?;
+        let x = input_tensor(self.name(), storage, layout)?;
         let y = self.w.forward(&x).map_err(q8_err)?;
         let shape = y.shape().clone();
         Ok((CpuStorage::F32(y.flatten_all()?.to_vec1::<f32>()?), shape))

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::adapter::{write_safetensors, LoraSpec};
+use super::adapter::LoraSpec;
+use crate::tensor_file::write_safetensors;
 use super::data::TokenizedExample;
 use super::model::TrainableModel;
 use super::optim::{AdamW, AdamWConfig};
