@@ -137,6 +137,7 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
                     ..Default::default()
                 },
                 include_expired: *include_expired,
+                weights: None,
             };
             let hits = kb.search(&req)?;
             if *json {

@@ -474,7 +474,7 @@ pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
             let so_far: String = chars[..end.min(chars.len())].iter().collect();
             let tail: String = chars[end.min(chars.len()).saturating_sub(200)..end.min(chars.len())].iter().collect();
             let t0 = Instant::now();
-            let req = zhengwu_rag::SearchRequest { query: tail, mode: zhengwu_rag::Mode::Hybrid, limit: 3, filter: Default::default(), include_expired: false };
+            let req = zhengwu_rag::SearchRequest { query: tail, mode: zhengwu_rag::Mode::Hybrid, limit: 3, filter: Default::default(), include_expired: false, weights: None };
             let _hits = kb.search(&req)?;
             let t1 = Instant::now();
             let ty = type_m.classify(&[so_far.as_str()])?.remove(0);

@@ -22,7 +22,7 @@ use zhengwu_rag::answer::{AnswerKind, Answerer, AskRequest};
 use zhengwu_rag::document::{content_hash, DocMeta};
 use zhengwu_rag::edge::EdgeStore;
 use zhengwu_rag::kb::{Progress, SourceDoc};
-use zhengwu_rag::store::EntryKind;
+use zhengwu_rag::store::{EntryKind, FusionWeights};
 use zhengwu_rag::{KnowledgeBase, Mode, SearchRequest};
 
 use crate::report::{bar_chart_svg, fmt_num, Report};
@@ -137,7 +137,17 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         qa.iter().map(|q| (s(q, "question"), s(q, "docid"))).filter(|(q, d)| !q.is_empty() && !d.is_empty()).collect();
     let mut table = String::from("| retriever | recall@1 | recall@5 | MRR@10 | p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|\n");
     let mut bars = Vec::new();
-    for (mode, name) in [(Mode::Dense, "dense"), (Mode::Sparse, "sparse"), (Mode::Hybrid, "hybrid")] {
+    // The three retrievers as served, then hybrid with other dense:sparse fusion weights.
+    let w = |d: f32, s: f32| Some(FusionWeights { dense: d, sparse: s });
+    let runs: Vec<(Mode, String, Option<FusionWeights>)> = vec![
+        (Mode::Dense, "dense".into(), None),
+        (Mode::Sparse, "sparse".into(), None),
+        (Mode::Hybrid, "hybrid".into(), None),
+        (Mode::Hybrid, "hybrid_w1_2".into(), w(1.0, 2.0)),
+        (Mode::Hybrid, "hybrid_w1_3".into(), w(1.0, 3.0)),
+        (Mode::Hybrid, "hybrid_w2_1".into(), w(2.0, 1.0)),
+    ];
+    for (mode, name, weights) in runs {
         let (mut r1, mut r5, mut mrr) = (0.0, 0.0, 0.0);
         let mut lat = Vec::with_capacity(questions.len());
         for (q, gold) in &questions {
@@ -145,6 +155,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
             req.mode = mode;
             req.limit = 10;
             req.include_expired = true;
+            req.weights = weights;
             let t = Instant::now();
             let hits = kb.search(&req)?;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -178,8 +189,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         eprintln!("rag: {name}: recall@1 {r1:.3} recall@5 {r5:.3} mrr@10 {mrr:.3} (p50 {p50:.1} ms)");
     }
     report.section(format!(
-        "## Retrieval\n\n{} questions; a hit is any chunk of the gold document. Latency includes embedding the query (e5 on CPU) and, for hybrid, the per-retriever look-ups used for hit testing.\n\n{table}\n{}",
+        "## Retrieval\n\n{} questions; a hit is any chunk of the gold document. `hybrid_wD_S` rows: the same fusion with dense weight D and sparse weight S (`hybrid` is the served default, {:?}). Latency includes embedding the query (e5 on CPU) and, for hybrid, the per-retriever look-ups used for hit testing.\n\n{table}\n{}",
         questions.len(),
+        kb.weights,
         bar_chart_svg("recall@5", &bars)
     ));
 

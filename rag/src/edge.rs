@@ -16,7 +16,7 @@ use qdrant_edge::{
 
 use crate::error::{Error, Result};
 use crate::store::{
-    sort_hits, ChunkPayload, DocSummary, Point, SparseVec, StoreQuery, StoredHit, VectorStore, DENSE, RRF_K, SPARSE,
+    sort_hits, ChunkPayload, DocSummary, FusionWeights, Point, SparseVec, StoreQuery, StoredHit, VectorStore, DENSE, RRF_K, SPARSE,
 };
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -199,7 +199,12 @@ impl VectorStore for EdgeStore {
                 };
                 QueryRequest {
                     prefetches: vec![pf(d), pf(s)],
-                    query: Some(ScoringQuery::Fusion(Fusion::Rrf { k: RRF_K, weights: None })),
+                    query: Some(ScoringQuery::Fusion(Fusion::Rrf {
+                        k: RRF_K,
+                        weights: (q.weights != FusionWeights::default()).then(|| {
+                            vec![ordered_float::OrderedFloat(q.weights.dense), ordered_float::OrderedFloat(q.weights.sparse)]
+                        }),
+                    })),
                     filter,
                     score_threshold: None,
                     limit: fetch,

@@ -118,7 +118,7 @@ impl RagState {
     /// Blocking: call from a blocking thread.
     pub fn search_json(&self, query: &str, limit: usize) -> Result<serde_json::Value, String> {
         let kb = self.kb().map_err(|e| e.message.clone())?;
-        let req = SearchRequest { query: query.to_string(), mode: Mode::Hybrid, limit, filter: KbFilter::default(), include_expired: false };
+        let req = SearchRequest { query: query.to_string(), mode: Mode::Hybrid, limit, filter: KbFilter::default(), include_expired: false, weights: None };
         let hits = kb.search(&req).map_err(|e| e.to_string())?;
         serde_json::to_value(hits).map_err(|e| e.to_string())
     }
@@ -269,6 +269,7 @@ async fn search_get(State(s): State<Arc<RagState>>, q: Result<Query<SearchParams
         limit: p.limit.unwrap_or(5),
         filter: KbFilter { region: p.region, agency: p.agency, category: p.category, valid_on, ..Default::default() },
         include_expired: p.include_expired,
+        weights: None,
     };
     run_search(s, req).await
 }

@@ -57,6 +57,10 @@ pub struct SearchRequest {
     /// on `filter.valid_on` when given).
     #[serde(default)]
     pub include_expired: bool,
+    /// Fusion weights for this search (hit testing and tuning); the knowledge base's own
+    /// weights otherwise.
+    #[serde(default)]
+    pub weights: Option<crate::store::FusionWeights>,
 }
 
 fn default_limit() -> usize {
@@ -65,7 +69,7 @@ fn default_limit() -> usize {
 
 impl SearchRequest {
     pub fn new(query: impl Into<String>) -> Self {
-        Self { query: query.into(), mode: Mode::Hybrid, limit: 5, filter: KbFilter::default(), include_expired: false }
+        Self { query: query.into(), mode: Mode::Hybrid, limit: 5, filter: KbFilter::default(), include_expired: false, weights: None }
     }
 }
 
@@ -153,11 +157,13 @@ pub struct KnowledgeBase {
     pub embed_batch: usize,
     /// Candidates per retriever fed into the fusion.
     pub prefetch: usize,
+    /// Dense and sparse weights in the fusion (see `eval rag`'s sweep for how they were chosen).
+    pub weights: crate::store::FusionWeights,
 }
 
 impl KnowledgeBase {
     pub fn new(store: Arc<dyn VectorStore>, embedder: Arc<dyn Embedder>) -> Result<Self> {
-        Ok(Self { store, embedder, bm25: Bm25::chinese()?, chunker: ChunkerConfig::default(), embed_batch: 16, prefetch: 40 })
+        Ok(Self { store, embedder, bm25: Bm25::chinese()?, chunker: ChunkerConfig::default(), embed_batch: 16, prefetch: 40, weights: Default::default() })
     }
 
     pub fn store(&self) -> &Arc<dyn VectorStore> {
@@ -381,8 +387,10 @@ impl KnowledgeBase {
             Mode::Dense => None,
         };
         let per = self.prefetch.max(req.limit);
+        let weights = req.weights.unwrap_or(self.weights);
+        weights.validate()?;
         let run = |dense: Option<Vec<f32>>, sparse, limit| {
-            self.store.query(&StoreQuery { dense, sparse, filter: filter.clone(), limit, prefetch: per })
+            self.store.query(&StoreQuery { dense, sparse, filter: filter.clone(), limit, prefetch: per, weights })
         };
         let dense_hits = match &dense_vec {
             Some(d) => run(Some(d.clone()), None, per)?,
@@ -422,7 +430,7 @@ impl KnowledgeBase {
             f.valid_on = Some(today());
         }
         let hits =
-            self.store.query(&StoreQuery { dense: Some(self.embed_query(query)?), sparse: None, filter: f, limit: 1, prefetch: 1 })?;
+            self.store.query(&StoreQuery { dense: Some(self.embed_query(query)?), sparse: None, filter: f, limit: 1, prefetch: 1, weights: Default::default() })?;
         Ok(hits.into_iter().next().map(|h| (h.score, h.payload)))
     }
 }

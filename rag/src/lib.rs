@@ -23,4 +23,4 @@ pub mod store_suite;
 
 pub use error::{Error, Result};
 pub use kb::{Hit, KnowledgeBase, Mode, SearchRequest};
-pub use store::{KbFilter, VectorStore};
+pub use store::{FusionWeights, KbFilter, VectorStore};

@@ -182,6 +182,36 @@ pub struct StoreQuery {
     pub limit: usize,
     /// Candidates each retriever contributes to the fusion.
     pub prefetch: usize,
+    /// Weights of the two retrievers in the reciprocal rank fusion (hybrid queries only).
+    pub weights: FusionWeights,
+}
+
+/// Weights of dense and sparse retrieval in weighted reciprocal rank fusion. As in Qdrant, a
+/// point at rank `r` (0-based) of a retriever adds `1 / ((r + 1) / weight + RRF_K - 1)`: a
+/// weight stretches or shrinks that retriever's ranks. Equal weights of 1 are plain RRF.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FusionWeights {
+    pub dense: f32,
+    pub sparse: f32,
+}
+
+impl Default for FusionWeights {
+    fn default() -> Self {
+        FusionWeights { dense: 1.0, sparse: 1.0 }
+    }
+}
+
+impl FusionWeights {
+    pub fn validate(&self) -> crate::error::Result<()> {
+        let ok = |w: f32| w.is_finite() && w >= 0.0;
+        if !ok(self.dense) || !ok(self.sparse) || self.dense + self.sparse <= 0.0 {
+            return Err(crate::error::Error::invalid(format!(
+                "fusion weights must be finite, non-negative and not both zero (dense {}, sparse {})",
+                self.dense, self.sparse
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -68,7 +68,7 @@ fn fixture() -> Vec<Point> {
 }
 
 fn q(dense: Option<[f32; 4]>, sparse: Option<&[(u32, f32)]>, filter: KbFilter, limit: usize) -> StoreQuery {
-    StoreQuery { dense: dense.map(unit), sparse: sparse.map(sv), filter, limit, prefetch: 10 }
+    StoreQuery { dense: dense.map(unit), sparse: sparse.map(sv), filter, limit, prefetch: 10, weights: Default::default() }
 }
 
 fn docs_of(hits: &[crate::store::StoredHit]) -> Vec<String> {
@@ -113,6 +113,19 @@ pub fn run(dir: &Path, open: &dyn Fn(&Path) -> Box<dyn VectorStore>) {
     assert!((hits[0].score - expect).abs() < 1e-6, "rrf score {} != {expect}", hits[0].score);
     for w in hits.windows(2) {
         assert!(w[0].score > w[1].score || (w[0].score == w[1].score && w[0].id < w[1].id), "order by (score, id)");
+    }
+
+    // Weighted fusion: c.md leads the dense list, a.md the sparse one; the heavier retriever wins.
+    for (weights, lead) in [((3.0, 1.0), "c.md"), ((1.0, 3.0), "a.md")] {
+        // One candidate per retriever, so each point is ranked by one retriever only.
+        let mut query = q(Some([0.0, 0.0, 1.0, 0.0]), Some(&[(2, 1.0)]), KbFilter::default(), 1);
+        query.prefetch = 1;
+        query.weights = crate::store::FusionWeights { dense: weights.0, sparse: weights.1 };
+        let hits = store.query(&query).unwrap();
+        assert!(docs_of(&hits)[0].starts_with(lead), "weights {weights:?}: {:?}", docs_of(&hits));
+        // Qdrant's weighted RRF divides the rank by the weight: 1 / ((rank + 1) / w + k - 1).
+        let expect = 1.0 / (1.0 / 3.0 + RRF_K as f32 - 1.0);
+        assert!((hits[0].score - expect).abs() < 1e-6, "weighted score {} != {expect}", hits[0].score);
     }
 
     // Filters. Region matches the region plus 全国 / none.

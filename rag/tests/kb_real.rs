@@ -181,6 +181,7 @@ fn unreadable_files_are_reported_by_name_and_the_rest_ingests() {
     let docs = tempfile::tempdir().unwrap();
     write(docs.path(), "good.md", "# 好\n不动产登记信息查询不收费。\n");
     write(docs.path(), "scan.pdf", "%PDF-1.4 binary");
+    write(docs.path(), "notes.rtf", "{\\rtf1 hello}");
     write(docs.path(), "broken.docx", "not a zip");
     write(docs.path(), "bad-meta.md", "---\neffective: 2024-02-30\n---\n正文。\n");
     std::fs::write(docs.path().join("latin1.txt"), [0xc4u8, 0xe3, 0xba, 0xc3, 0xff]).unwrap();
@@ -190,8 +191,9 @@ fn unreadable_files_are_reported_by_name_and_the_rest_ingests() {
     let r = kb.ingest_dir(docs.path(), &IngestOptions::default(), &mut |_| {}).unwrap();
     assert_eq!(r.added, vec!["good.md"]);
     let skipped: Vec<&str> = r.skipped.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(skipped, vec!["bad-meta.md", "bad.jsonl", "broken.docx", "latin1.txt", "scan.pdf"]);
-    assert!(r.summary().contains("skipped scan.pdf: unsupported file type .pdf"), "{}", r.summary());
+    assert_eq!(skipped, vec!["bad-meta.md", "bad.jsonl", "broken.docx", "latin1.txt", "notes.rtf", "scan.pdf"]);
+    assert!(r.summary().contains("skipped notes.rtf: unsupported file type .rtf"), "{}", r.summary());
+    assert!(r.summary().contains("skipped scan.pdf: not a readable PDF"), "{}", r.summary());
 }
 
 #[test]

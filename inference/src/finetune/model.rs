@@ -117,6 +117,26 @@ impl Frozen {
         Ok(Frozen::F32(w))
     }
 
+    /// From the GGUF tensor itself: a Q8_0 weight keeps its own blocks for the forward
+    /// direction (re-quantizing Q8_0 values to Q8_0 would give the same blocks), so only `Wᵀ`
+    /// is quantized at load.
+    fn from_qtensor(q: &QTensor, q8: bool, device: &Device) -> Result<Self> {
+        let w = q.dequantize(device)?.to_dtype(DType::F32)?;
+        if q8 && q.dtype() == GgmlDType::Q8_0 {
+            // Wᵀ has the rows of W as its columns: they must split into Q8_0 blocks too.
+            let (rows, _) = w.dims2()?;
+            if rows % GgmlDType::Q8_0.block_size() == 0 {
+                if let (Some(fwd), Some(bwd)) = (
+                    Q8Linear::from_qtensor(q)?,
+                    Q8Linear::from_qtensor(&QTensor::quantize(&w.t()?.contiguous()?, GgmlDType::Q8_0)?)?,
+                ) {
+                    return Ok(Frozen::Q8 { w: Arc::new(fwd), wt: Arc::new(bwd) });
+                }
+            }
+        }
+        Self::new(w, q8)
+    }
+
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Frozen::F32(w) => frozen(x, w),
@@ -232,27 +252,31 @@ impl TrainableModel {
                 msg: "fine-tuning supports the Qwen2/Qwen3 layout only".into(),
             });
         }
-        let mut get = |name: &str| -> Result<Tensor> {
-            let q = ct.tensor(reader, name, device).map_err(|e| Error::Load {
+        let mut get = |name: &str| -> Result<QTensor> {
+            ct.tensor(reader, name, device).map_err(|e| Error::Load {
                 model: config.arch.clone(),
                 msg: format!("tensor `{name}`: {e}"),
-            })?;
-            Ok(q.dequantize(device)?.to_dtype(DType::F32)?)
+            })
         };
+        let deq = |q: QTensor| -> Result<Tensor> { Ok(q.dequantize(device)?.to_dtype(DType::F32)?) };
         let has = |name: &str| ct.tensor_infos.contains_key(name);
-        let embed = get("token_embd.weight")?;
-        let output = Frozen::new(if has("output.weight") { get("output.weight")? } else { embed.clone() }, q8)?;
-        let norm = get("output_norm.weight")?;
+        let embed = deq(get("token_embd.weight")?)?;
+        let output = if has("output.weight") {
+            Frozen::from_qtensor(&get("output.weight")?, q8, device)?
+        } else {
+            Frozen::new(embed.clone(), q8)?
+        };
+        let norm = deq(get("output_norm.weight")?)?;
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
             let p = format!("blk.{i}");
             let mut lin = |short: &str, with_bias: bool| -> Result<TrainLinear> {
                 let name = format!("{p}.{short}.weight");
-                let w = get(&name)?;
-                let dims = w.dims2()?;
-                let w = Frozen::new(w, q8)?;
+                let qt = get(&name)?;
+                let dims = qt.shape().dims2()?;
+                let w = Frozen::from_qtensor(&qt, q8, device)?;
                 let bias_name = format!("{p}.{short}.bias");
-                let bias = if with_bias && has(&bias_name) { Some(get(&bias_name)?) } else { None };
+                let bias = if with_bias && has(&bias_name) { Some(deq(get(&bias_name)?)?) } else { None };
                 Ok(TrainLinear { name, w, dims, bias, lora: None })
             };
             let q = lin("attn_q", true)?;
@@ -262,9 +286,9 @@ impl TrainableModel {
             let gate = lin("ffn_gate", false)?;
             let up = lin("ffn_up", false)?;
             let down = lin("ffn_down", false)?;
-            let opt = |name: String, get: &mut dyn FnMut(&str) -> Result<Tensor>| -> Result<Option<Tensor>> {
+            let opt = |name: String, get: &mut dyn FnMut(&str) -> Result<QTensor>| -> Result<Option<Tensor>> {
                 if has(&name) {
-                    Ok(Some(get(&name)?))
+                    Ok(Some(deq(get(&name)?)?))
                 } else {
                     Ok(None)
                 }
@@ -272,14 +296,14 @@ impl TrainableModel {
             let q_norm = opt(format!("{p}.attn_q_norm.weight"), &mut get)?;
             let k_norm = opt(format!("{p}.attn_k_norm.weight"), &mut get)?;
             blocks.push(TrainBlock {
-                attn_norm: get(&format!("{p}.attn_norm.weight"))?,
+                attn_norm: deq(get(&format!("{p}.attn_norm.weight"))?)?,
                 q,
                 k,
                 v,
                 o,
                 q_norm,
                 k_norm,
-                ffn_norm: get(&format!("{p}.ffn_norm.weight"))?,
+                ffn_norm: deq(get(&format!("{p}.ffn_norm.weight"))?)?,
                 gate,
                 up,
                 down,
