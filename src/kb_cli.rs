@@ -76,17 +76,19 @@ fn open_kb(args: &KbArgs, file: &FileConfig) -> anyhow::Result<(Arc<KnowledgeBas
     let dir = store_dir(args);
     let store = EdgeStore::open(&dir, zhengwu_inference::Embedder::dim(embedder.as_ref()))
         .with_context(|| format!("opening the store in {}", dir.display()))?;
-    Ok((Arc::new(KnowledgeBase::new(Arc::new(store), embedder)?), settings))
+    let mut kb = KnowledgeBase::new(Arc::new(store), embedder)?;
+    kb.weights = RagConfig::from_env()?.weights;
+    Ok((Arc::new(kb), settings))
 }
 
 fn store_dir(args: &KbArgs) -> PathBuf {
-    args.store.clone().unwrap_or_else(|| RagConfig::from_env().store_dir)
+    args.store.clone().unwrap_or_else(RagConfig::store_dir_from_env)
 }
 
 pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
     match &args.action {
         KbAction::Ingest { dir, keep_missing } => {
-            let dir = dir.clone().unwrap_or_else(|| RagConfig::from_env().docs_dir);
+            let dir = dir.clone().unwrap_or_else(RagConfig::docs_dir_from_env);
             let (kb, _) = open_kb(&args, file)?;
             let mut last = 0;
             let report = kb.ingest_dir(&dir, &IngestOptions { keep_missing: *keep_missing }, &mut |p| match p {

@@ -505,7 +505,7 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         let api = api.merge(zhengwu_hotline::intel::http::routes(intel.clone()));
         *intel_slot.lock().map_err(|_| anyhow::anyhow!("intel slot poisoned"))? = Some(intel.clone());
         let (rag_routes, rag_state) = zhengwu_rag::http::routes_with_state(
-            zhengwu_rag::http::RagConfig::from_env(),
+            zhengwu_rag::http::RagConfig::from_env()?,
             { let s = state.clone(); move || s.embedder.get().cloned() },
             { let s = state.clone(); move || s.generator.get().cloned() },
         );

@@ -44,20 +44,35 @@ pub struct RagConfig {
     /// Sync `docs_dir` into the store when the server starts.
     pub auto_ingest: bool,
     pub answer: AnswerConfig,
+    /// Dense and sparse weights of the hybrid fusion.
+    pub weights: crate::store::FusionWeights,
 }
 
 impl RagConfig {
+    /// `ZHENGWU_KB_DIR`, default `knowledge-base/policy`.
+    pub fn docs_dir_from_env() -> PathBuf {
+        PathBuf::from(std::env::var("ZHENGWU_KB_DIR").unwrap_or_else(|_| "knowledge-base/policy".into()))
+    }
+
+    /// `ZHENGWU_KB_STORE`, default `knowledge-base/.index`.
+    pub fn store_dir_from_env() -> PathBuf {
+        PathBuf::from(std::env::var("ZHENGWU_KB_STORE").unwrap_or_else(|_| "knowledge-base/.index".into()))
+    }
+
     /// `ZHENGWU_KB_DIR` (default `knowledge-base/policy`), `ZHENGWU_KB_STORE` (default
-    /// `knowledge-base/.index`), `ZHENGWU_KB_AUTO_INGEST=1` to sync the folder at start-up.
-    pub fn from_env() -> Self {
-        let docs_dir =
-            PathBuf::from(std::env::var("ZHENGWU_KB_DIR").unwrap_or_else(|_| "knowledge-base/policy".into()));
-        let store_dir = std::env::var("ZHENGWU_KB_STORE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from("knowledge-base/.index"));
+    /// `knowledge-base/.index`), `ZHENGWU_KB_AUTO_INGEST=1` to sync the folder at start-up,
+    /// `ZHENGWU_KB_FUSION=DENSE:SPARSE` for the fusion weights (see
+    /// [`crate::store::FusionWeights::parse`]); an invalid value is an error.
+    pub fn from_env() -> crate::error::Result<Self> {
+        let (docs_dir, store_dir) = (Self::docs_dir_from_env(), Self::store_dir_from_env());
         // Off by default: every `serve` (tests start many) would otherwise write the store.
         let auto_ingest = std::env::var("ZHENGWU_KB_AUTO_INGEST").is_ok_and(|v| v == "1" || v == "true");
-        Self { docs_dir, store_dir, auto_ingest, answer: AnswerConfig::default() }
+        let weights = match std::env::var("ZHENGWU_KB_FUSION") {
+            Ok(v) => crate::store::FusionWeights::parse(&v)
+                .map_err(|e| crate::error::Error::invalid(format!("ZHENGWU_KB_FUSION: {e}")))?,
+            Err(_) => crate::store::FusionWeights::default(),
+        };
+        Ok(Self { docs_dir, store_dir, auto_ingest, answer: AnswerConfig::default(), weights })
     }
 }
 
@@ -90,7 +105,9 @@ impl RagState {
             let _ = self.open_error.set(msg.clone());
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "kb_unavailable", msg)
         })?;
-        let kb = Arc::new(KnowledgeBase::new(Arc::new(store), embedder).map_err(ApiError::from)?);
+        let mut kb = KnowledgeBase::new(Arc::new(store), embedder).map_err(ApiError::from)?;
+        kb.weights = self.config.weights;
+        let kb = Arc::new(kb);
         *slot = Some(kb.clone());
         Ok(kb)
     }

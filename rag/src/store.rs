@@ -202,6 +202,15 @@ impl Default for FusionWeights {
 }
 
 impl FusionWeights {
+    /// `DENSE:SPARSE`, e.g. `1:2`.
+    pub fn parse(s: &str) -> crate::error::Result<Self> {
+        let bad = || crate::error::Error::invalid(format!("fusion weights `{s}`: expected DENSE:SPARSE, e.g. 1:2"));
+        let (d, sp) = s.trim().split_once(':').ok_or_else(bad)?;
+        let w = FusionWeights { dense: d.trim().parse().map_err(|_| bad())?, sparse: sp.trim().parse().map_err(|_| bad())? };
+        w.validate()?;
+        Ok(w)
+    }
+
     pub fn validate(&self) -> crate::error::Result<()> {
         let ok = |w: f32| w.is_finite() && w >= 0.0;
         if !ok(self.dense) || !ok(self.sparse) || self.dense + self.sparse <= 0.0 {
@@ -261,4 +270,18 @@ pub fn point_id(doc_id: &str, chunk_index: usize) -> u64 {
     use sha2::{Digest, Sha256};
     let h = Sha256::digest(format!("{doc_id}\u{0}{chunk_index}").as_bytes());
     u64::from_le_bytes(h[..8].try_into().expect("8 bytes")) >> 1
+}
+
+#[cfg(test)]
+mod fusion_weight_tests {
+    use super::FusionWeights;
+
+    #[test]
+    fn fusion_weights_parse_and_validate() {
+        assert_eq!(FusionWeights::parse(" 1 : 2.5 ").unwrap(), FusionWeights { dense: 1.0, sparse: 2.5 });
+        for bad in ["", "1", "1:x", "-1:1", "0:0", "nan:1", "1:inf"] {
+            let e = FusionWeights::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("fusion weights"), "{bad}: {e}");
+        }
+    }
 }

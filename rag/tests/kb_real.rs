@@ -391,6 +391,7 @@ fn http_routes_search_ask_and_stream() {
             store_dir: store.path().to_path_buf(),
             auto_ingest: true,
             answer: AnswerConfig::default(),
+            weights: Default::default(),
         };
         let (e, g) = (e5(), chat());
         let app = routes(config, move || Some(e.clone()), move || Some(g.clone()));
