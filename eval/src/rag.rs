@@ -138,15 +138,17 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
     let mut table = String::from("| retriever | recall@1 | recall@5 | MRR@10 | p50 ms | p95 ms |\n|---|---:|---:|---:|---:|---:|\n");
     let mut bars = Vec::new();
     // The three retrievers as served, then hybrid with other dense:sparse fusion weights.
-    let w = |d: f32, s: f32| Some(FusionWeights { dense: d, sparse: s });
-    let runs: Vec<(Mode, String, Option<FusionWeights>)> = vec![
+    let w = |d: f32, s: f32, k: usize| Some(FusionWeights { dense: d, sparse: s, k });
+    let mut runs: Vec<(Mode, String, Option<FusionWeights>)> = vec![
         (Mode::Dense, "dense".into(), None),
         (Mode::Sparse, "sparse".into(), None),
         (Mode::Hybrid, "hybrid".into(), None),
-        (Mode::Hybrid, "hybrid_w1_2".into(), w(1.0, 2.0)),
-        (Mode::Hybrid, "hybrid_w1_3".into(), w(1.0, 3.0)),
-        (Mode::Hybrid, "hybrid_w2_1".into(), w(2.0, 1.0)),
     ];
+    // The sweep: weights at the default k, then smaller k (the top ranks count for more).
+    for (d, s, k) in [(1.0, 2.0, 60), (1.0, 3.0, 60), (2.0, 1.0, 60), (1.0, 1.0, 5), (1.0, 1.0, 10), (1.0, 1.0, 20), (1.0, 2.0, 10), (1.0, 2.0, 5)] {
+        let name = if k == 60 { format!("hybrid_w{d}_{s}") } else { format!("hybrid_k{k}_w{d}_{s}") };
+        runs.push((Mode::Hybrid, name, w(d, s, k)));
+    }
     for (mode, name, weights) in runs {
         let (mut r1, mut r5, mut mrr) = (0.0, 0.0, 0.0);
         let mut lat = Vec::with_capacity(questions.len());
@@ -189,7 +191,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         eprintln!("rag: {name}: recall@1 {r1:.3} recall@5 {r5:.3} mrr@10 {mrr:.3} (p50 {p50:.1} ms)");
     }
     report.section(format!(
-        "## Retrieval\n\n{} questions; a hit is any chunk of the gold document. `hybrid_wD_S` rows: the same fusion with dense weight D and sparse weight S (`hybrid` is the served default, {:?}). Latency includes embedding the query (e5 on CPU) and, for hybrid, the per-retriever look-ups used for hit testing.\n\n{table}\n{}",
+        "## Retrieval\n\n{} questions; a hit is any chunk of the gold document. `hybrid_wD_S` / `hybrid_kK_wD_S` rows: the same fusion with dense weight D, sparse weight S and RRF k = K (60 when not named; `hybrid` is the served default, {:?}). Latency includes embedding the query (e5 on CPU) and, for hybrid, the per-retriever look-ups used for hit testing.\n\n{table}\n{}",
         questions.len(),
         kb.weights,
         bar_chart_svg("recall@5", &bars)

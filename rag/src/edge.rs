@@ -16,7 +16,7 @@ use qdrant_edge::{
 
 use crate::error::{Error, Result};
 use crate::store::{
-    sort_hits, ChunkPayload, DocSummary, FusionWeights, Point, SparseVec, StoreQuery, StoredHit, VectorStore, DENSE, RRF_K, SPARSE,
+    sort_hits, ChunkPayload, DocSummary, Point, SparseVec, StoreQuery, StoredHit, VectorStore, DENSE, SPARSE,
 };
 
 fn store_err(e: impl std::fmt::Display) -> Error {
@@ -200,8 +200,9 @@ impl VectorStore for EdgeStore {
                 QueryRequest {
                     prefetches: vec![pf(d), pf(s)],
                     query: Some(ScoringQuery::Fusion(Fusion::Rrf {
-                        k: RRF_K,
-                        weights: (q.weights != FusionWeights::default()).then(|| {
+                        k: q.weights.k,
+                        // Equal weights: plain RRF (the same scores as weights of 1).
+                        weights: (!q.weights.equal() || q.weights.dense != 1.0).then(|| {
                             vec![ordered_float::OrderedFloat(q.weights.dense), ordered_float::OrderedFloat(q.weights.sparse)]
                         }),
                     })),

@@ -186,40 +186,59 @@ pub struct StoreQuery {
     pub weights: FusionWeights,
 }
 
-/// Weights of dense and sparse retrieval in weighted reciprocal rank fusion. As in Qdrant, a
-/// point at rank `r` (0-based) of a retriever adds `1 / ((r + 1) / weight + RRF_K - 1)`: a
-/// weight stretches or shrinks that retriever's ranks. Equal weights of 1 are plain RRF.
+/// The reciprocal rank fusion of dense and sparse retrieval: each retriever's weight and RRF's
+/// `k`. As in Qdrant, a point at rank `r` (0-based) of a retriever adds
+/// `1 / ((r + 1) / weight + k - 1)`: a weight stretches or shrinks that retriever's ranks, a
+/// smaller `k` gives the top ranks more say. Weights of 1 and `k` = [`RRF_K`] are plain RRF.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FusionWeights {
     pub dense: f32,
     pub sparse: f32,
+    #[serde(default = "default_rrf_k")]
+    pub k: usize,
+}
+
+fn default_rrf_k() -> usize {
+    RRF_K
 }
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        FusionWeights { dense: 1.0, sparse: 1.0 }
+        FusionWeights { dense: 1.0, sparse: 1.0, k: RRF_K }
     }
 }
 
 impl FusionWeights {
-    /// `DENSE:SPARSE`, e.g. `1:2`.
+    /// `DENSE:SPARSE` or `DENSE:SPARSE:K`, e.g. `1:2` or `1:1:20`.
     pub fn parse(s: &str) -> crate::error::Result<Self> {
-        let bad = || crate::error::Error::invalid(format!("fusion weights `{s}`: expected DENSE:SPARSE, e.g. 1:2"));
-        let (d, sp) = s.trim().split_once(':').ok_or_else(bad)?;
-        let w = FusionWeights { dense: d.trim().parse().map_err(|_| bad())?, sparse: sp.trim().parse().map_err(|_| bad())? };
+        let bad = || crate::error::Error::invalid(format!("fusion weights `{s}`: expected DENSE:SPARSE[:K], e.g. 1:2 or 1:1:20"));
+        let parts: Vec<&str> = s.trim().split(':').map(str::trim).collect();
+        if !(2..=3).contains(&parts.len()) {
+            return Err(bad());
+        }
+        let w = FusionWeights {
+            dense: parts[0].parse().map_err(|_| bad())?,
+            sparse: parts[1].parse().map_err(|_| bad())?,
+            k: parts.get(2).map(|k| k.parse().map_err(|_| bad())).transpose()?.unwrap_or(RRF_K),
+        };
         w.validate()?;
         Ok(w)
     }
 
     pub fn validate(&self) -> crate::error::Result<()> {
         let ok = |w: f32| w.is_finite() && w >= 0.0;
-        if !ok(self.dense) || !ok(self.sparse) || self.dense + self.sparse <= 0.0 {
+        if !ok(self.dense) || !ok(self.sparse) || self.dense + self.sparse <= 0.0 || self.k == 0 || self.k > 10_000 {
             return Err(crate::error::Error::invalid(format!(
-                "fusion weights must be finite, non-negative and not both zero (dense {}, sparse {})",
-                self.dense, self.sparse
+                "fusion weights must be finite, non-negative and not both zero, and k in 1..=10000 (dense {}, sparse {}, k {})",
+                self.dense, self.sparse, self.k
             )));
         }
         Ok(())
+    }
+
+    /// Equal weights: Qdrant's unweighted RRF.
+    pub fn equal(&self) -> bool {
+        self.dense == self.sparse
     }
 }
 
@@ -278,8 +297,9 @@ mod fusion_weight_tests {
 
     #[test]
     fn fusion_weights_parse_and_validate() {
-        assert_eq!(FusionWeights::parse(" 1 : 2.5 ").unwrap(), FusionWeights { dense: 1.0, sparse: 2.5 });
-        for bad in ["", "1", "1:x", "-1:1", "0:0", "nan:1", "1:inf"] {
+        assert_eq!(FusionWeights::parse(" 1 : 2.5 ").unwrap(), FusionWeights { dense: 1.0, sparse: 2.5, k: super::RRF_K });
+        assert_eq!(FusionWeights::parse("2:1:20").unwrap(), FusionWeights { dense: 2.0, sparse: 1.0, k: 20 });
+        for bad in ["", "1", "1:x", "-1:1", "0:0", "nan:1", "1:inf", "1:1:0", "1:1:x", "1:1:1:1"] {
             let e = FusionWeights::parse(bad).unwrap_err().to_string();
             assert!(e.contains("fusion weights"), "{bad}: {e}");
         }

@@ -120,13 +120,20 @@ pub fn run(dir: &Path, open: &dyn Fn(&Path) -> Box<dyn VectorStore>) {
         // One candidate per retriever, so each point is ranked by one retriever only.
         let mut query = q(Some([0.0, 0.0, 1.0, 0.0]), Some(&[(2, 1.0)]), KbFilter::default(), 1);
         query.prefetch = 1;
-        query.weights = crate::store::FusionWeights { dense: weights.0, sparse: weights.1 };
+        query.weights = crate::store::FusionWeights { dense: weights.0, sparse: weights.1, k: RRF_K };
         let hits = store.query(&query).unwrap();
         assert!(docs_of(&hits)[0].starts_with(lead), "weights {weights:?}: {:?}", docs_of(&hits));
         // Qdrant's weighted RRF divides the rank by the weight: 1 / ((rank + 1) / w + k - 1).
         let expect = 1.0 / (1.0 / 3.0 + RRF_K as f32 - 1.0);
         assert!((hits[0].score - expect).abs() < 1e-6, "weighted score {} != {expect}", hits[0].score);
     }
+
+    // k: the first place of one retriever scores 1 / k.
+    let mut query = q(Some([1.0, 0.0, 0.0, 0.0]), Some(&[(1, 1.0), (2, 1.0)]), KbFilter::default(), 5);
+    query.weights.k = 10;
+    let hits = store.query(&query).unwrap();
+    assert_eq!(docs_of(&hits)[0], "a.md#0");
+    assert!((hits[0].score - 2.0 / 10.0).abs() < 1e-6, "rrf score with k = 10: {}", hits[0].score);
 
     // Filters. Region matches the region plus 全国 / none.
     let region = KbFilter { region: Some("示例市".into()), ..Default::default() };
