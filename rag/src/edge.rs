@@ -201,10 +201,11 @@ impl VectorStore for EdgeStore {
                     prefetches: vec![pf(d), pf(s)],
                     query: Some(ScoringQuery::Fusion(Fusion::Rrf {
                         k: q.weights.k,
-                        // Equal weights: plain RRF (the same scores as weights of 1).
-                        weights: (!q.weights.equal() || q.weights.dense != 1.0).then(|| {
-                            vec![ordered_float::OrderedFloat(q.weights.dense), ordered_float::OrderedFloat(q.weights.sparse)]
-                        }),
+                        // Weights of 1 score exactly as Qdrant's unweighted RRF.
+                        weights: Some(vec![
+                            ordered_float::OrderedFloat(q.weights.dense),
+                            ordered_float::OrderedFloat(q.weights.sparse),
+                        ]),
                     })),
                     filter,
                     score_threshold: None,

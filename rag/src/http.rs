@@ -44,7 +44,7 @@ pub struct RagConfig {
     /// Sync `docs_dir` into the store when the server starts.
     pub auto_ingest: bool,
     pub answer: AnswerConfig,
-    /// Dense and sparse weights of the hybrid fusion.
+    /// Fusion settings of hybrid search (dense and sparse weights, RRF k).
     pub weights: crate::store::FusionWeights,
 }
 
@@ -61,7 +61,7 @@ impl RagConfig {
 
     /// `ZHENGWU_KB_DIR` (default `knowledge-base/policy`), `ZHENGWU_KB_STORE` (default
     /// `knowledge-base/.index`), `ZHENGWU_KB_AUTO_INGEST=1` to sync the folder at start-up,
-    /// `ZHENGWU_KB_FUSION=DENSE:SPARSE` for the fusion weights (see
+    /// `ZHENGWU_KB_FUSION=DENSE:SPARSE[:K]` for the fusion settings (see
     /// [`crate::store::FusionWeights::parse`]); an invalid value is an error.
     pub fn from_env() -> crate::error::Result<Self> {
         let (docs_dir, store_dir) = (Self::docs_dir_from_env(), Self::store_dir_from_env());

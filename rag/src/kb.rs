@@ -57,8 +57,8 @@ pub struct SearchRequest {
     /// on `filter.valid_on` when given).
     #[serde(default)]
     pub include_expired: bool,
-    /// Fusion weights for this search (hit testing and tuning); the knowledge base's own
-    /// weights otherwise.
+    /// Fusion settings (weights, k) for this search (hit testing and tuning); the knowledge
+    /// base's own otherwise.
     #[serde(default)]
     pub weights: Option<crate::store::FusionWeights>,
 }
@@ -157,7 +157,7 @@ pub struct KnowledgeBase {
     pub embed_batch: usize,
     /// Candidates per retriever fed into the fusion.
     pub prefetch: usize,
-    /// Dense and sparse weights in the fusion (see `eval rag`'s sweep for how they were chosen).
+    /// Fusion settings of hybrid search (`eval rag` sweeps weights and k).
     pub weights: crate::store::FusionWeights,
 }
 

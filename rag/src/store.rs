@@ -235,11 +235,6 @@ impl FusionWeights {
         }
         Ok(())
     }
-
-    /// Equal weights: Qdrant's unweighted RRF.
-    pub fn equal(&self) -> bool {
-        self.dense == self.sparse
-    }
 }
 
 #[derive(Debug, Clone)]
