@@ -114,7 +114,8 @@ impl LlmEngine {
             hidden = model.config.hidden,
             context = model.config.context_length,
             weight_mb = weight_bytes / 1_000_000,
-            q8_kernel = model.fast_q8,
+            q8_kernel = model.kernels.q8,
+            kquant_kernel = model.kernels.kquant,
             "chat model loaded"
         );
         let shared = Arc::new(Shared {

@@ -1,6 +1,7 @@
 //! Chat generation: the quantized transformer, text handling and the request scheduler.
 
 pub mod engine;
+pub mod kquant;
 pub mod model;
 pub mod q8;
 pub mod text;

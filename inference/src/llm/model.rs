@@ -12,6 +12,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 use std::sync::Arc;
 
+use super::kquant::KQuantLinear;
 use super::q8::Q8Linear;
 use crate::{Error, Result};
 
@@ -114,17 +115,42 @@ impl RmsNorm {
     }
 }
 
-/// A projection: candle's quantized matmul, or our Q8_0 kernel where the CPU has VNNI.
+/// Which of our own CPU kernels this process may use (decided once at load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kernels {
+    /// Q8_0 on AVX-512 VNNI (`ZHENGWU_NO_Q8_KERNEL` turns it off).
+    pub q8: bool,
+    /// Q4_K / Q6_K on AVX2 + FMA (`ZHENGWU_NO_KQUANT_KERNEL` turns it off).
+    pub kquant: bool,
+}
+
+impl Kernels {
+    fn detect(device: &Device) -> Self {
+        let cpu = matches!(device, Device::Cpu);
+        Self {
+            q8: cpu && super::q8::supported() && std::env::var_os("ZHENGWU_NO_Q8_KERNEL").is_none(),
+            kquant: cpu && super::kquant::supported() && std::env::var_os("ZHENGWU_NO_KQUANT_KERNEL").is_none(),
+        }
+    }
+}
+
+/// A projection: candle's quantized matmul, or one of our kernels where the CPU has them.
 enum Proj {
     Candle(QMatMul),
     Q8(Q8Linear),
+    K(KQuantLinear),
 }
 
 impl Proj {
-    fn new(t: QTensor, fast: bool) -> Result<Self> {
-        if fast {
+    fn new(t: QTensor, kernels: Kernels) -> Result<Self> {
+        if kernels.q8 {
             if let Some(q) = Q8Linear::from_qtensor(&t)? {
                 return Ok(Proj::Q8(q));
+            }
+        }
+        if kernels.kquant {
+            if let Some(q) = KQuantLinear::from_qtensor(&t)? {
+                return Ok(Proj::K(q));
             }
         }
         Ok(Proj::Candle(QMatMul::from_qtensor(t)?))
@@ -134,6 +160,7 @@ impl Proj {
         match self {
             Proj::Candle(m) => Ok(m.forward(x)?),
             Proj::Q8(q) => q.forward(x),
+            Proj::K(q) => q.forward(x),
         }
     }
 
@@ -144,6 +171,7 @@ impl Proj {
                 t.elem_count() * t.dtype().size_in_bytes()
             }
             Proj::Q8(q) => q.storage_bytes(),
+            Proj::K(q) => q.storage_bytes(),
         }
     }
 }
@@ -201,8 +229,8 @@ pub struct QuantizedTransformer {
     blocks: Vec<Block>,
     norm: RmsNorm,
     output: Proj,
-    /// Which projections run on our Q8_0 kernel (for the start-up log).
-    pub fast_q8: bool,
+    /// Which of our kernels the projections may run on (for the start-up log).
+    pub kernels: Kernels,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -219,7 +247,7 @@ impl QuantizedTransformer {
         adapter: Option<&crate::finetune::LoraAdapter>,
     ) -> Result<Self> {
         let config = ModelConfig::from_gguf(ct, max_context)?;
-        let fast = matches!(device, Device::Cpu) && super::q8::supported() && std::env::var_os("ZHENGWU_NO_Q8_KERNEL").is_none();
+        let kernels = Kernels::detect(device);
         let mut get = |name: &str| -> Result<QTensor> {
             let t = ct.tensor(reader, name, device).map_err(|e| Error::Load {
                 model: config.arch.clone(),
@@ -238,9 +266,10 @@ impl QuantizedTransformer {
         // Tied word embeddings: with our kernel the output matrix also serves embedding lookups,
         // so the table is held once.
         let (output, embed) = match get("output.weight") {
-            Ok(t) => (Proj::new(t, fast)?, Some(Arc::new(embed_q))),
-            Err(_) => match (fast, embed_q.dtype()) {
-                (true, GgmlDType::Q8_0) => (Proj::new(embed_q, true)?, None),
+            Ok(t) => (Proj::new(t, kernels)?, Some(Arc::new(embed_q))),
+            Err(_) => match embed_q.dtype() {
+                GgmlDType::Q8_0 if kernels.q8 => (Proj::new(embed_q, kernels)?, None),
+                GgmlDType::Q4K | GgmlDType::Q6K if kernels.kquant => (Proj::new(embed_q, kernels)?, None),
                 _ => {
                     let e = Arc::new(embed_q);
                     (Proj::Candle(QMatMul::from_arc(e.clone())?), Some(e))
@@ -251,7 +280,7 @@ impl QuantizedTransformer {
         for i in 0..config.n_layer {
             let p = format!("blk.{i}");
             let mut lin = |name: &str, bias: bool| -> Result<Linear> {
-                let weight = Proj::new(get(&format!("{p}.{name}.weight"))?, fast)?;
+                let weight = Proj::new(get(&format!("{p}.{name}.weight"))?, kernels)?;
                 let bias = if bias {
                     match get(&format!("{p}.{name}.bias")) {
                         Ok(b) => Some(b.dequantize(device)?),
@@ -292,7 +321,7 @@ impl QuantizedTransformer {
             });
         }
         let (cos, sin) = rope_tables(config.head_dim, config.rope_base, config.context_length, device)?;
-        Ok(Self { config, embed, blocks, norm: output_norm, output, fast_q8: fast, cos, sin, device: device.clone() })
+        Ok(Self { config, embed, blocks, norm: output_norm, output, kernels, cos, sin, device: device.clone() })
     }
 
     pub fn device(&self) -> &Device {
@@ -358,19 +387,22 @@ impl QuantizedTransformer {
     fn embed_tokens(&self, tokens: &[u32], ids: &Tensor) -> Result<Tensor> {
         match (&self.embed, &self.output) {
             (Some(e), _) => Ok(e.embedding(ids)?),
-            (None, Proj::Q8(q)) => {
-                let vocab = q.out_dim();
-                let mut data = Vec::with_capacity(tokens.len() * self.config.hidden);
-                for &t in tokens {
-                    if t as usize >= vocab {
-                        return Err(Error::Invalid(format!("token id {t} outside the vocabulary of {vocab}")));
-                    }
-                    data.extend(q.row(t as usize));
-                }
-                Ok(Tensor::from_vec(data, (tokens.len(), self.config.hidden), &self.device)?)
-            }
+            (None, Proj::Q8(q)) => self.embed_rows(tokens, q.out_dim(), |t| q.row(t)),
+            (None, Proj::K(q)) => self.embed_rows(tokens, q.out_dim(), |t| q.row(t)),
             (None, Proj::Candle(_)) => Err(Error::Invalid("model has no embedding table".into())),
         }
+    }
+
+    /// Embeddings read row by row from a tied output matrix held by one of our kernels.
+    fn embed_rows(&self, tokens: &[u32], vocab: usize, row: impl Fn(usize) -> Vec<f32>) -> Result<Tensor> {
+        let mut data = Vec::with_capacity(tokens.len() * self.config.hidden);
+        for &t in tokens {
+            if t as usize >= vocab {
+                return Err(Error::Invalid(format!("token id {t} outside the vocabulary of {vocab}")));
+            }
+            data.extend(row(t as usize));
+        }
+        Ok(Tensor::from_vec(data, (tokens.len(), self.config.hidden), &self.device)?)
     }
 
     fn attention(

@@ -99,32 +99,9 @@ impl Q8Linear {
         Ok(Tensor::from_vec(out, out_dims, x.device())?)
     }
 
-    /// `out[m × n] = a[m × k] · wᵀ`, split over rayon's threads by weight rows when there are
-    /// several (each thread streams its own slice of the weights; results are scattered back).
+    /// `out[m × n] = a[m × k] · wᵀ`, split over rayon's threads by weight rows.
     fn matmul(&self, aq: &[i8], ad: &[f32], m: usize, out: &mut [f32]) {
-        use rayon::prelude::*;
-        let threads = rayon::current_num_threads();
-        if threads <= 1 || self.n < 128 {
-            return self.matmul_rows(0, self.n, aq, ad, m, out);
-        }
-        // Row ranges, multiples of 4 (the prefill tile), a few per thread for balance.
-        let pieces = threads * 2;
-        let chunk = self.n.div_ceil(pieces).div_ceil(4) * 4;
-        let ranges: Vec<(usize, usize)> = (0..self.n).step_by(chunk).map(|s| (s, (s + chunk).min(self.n))).collect();
-        let parts: Vec<Vec<f32>> = ranges
-            .par_iter()
-            .map(|&(s, e)| {
-                let mut buf = vec![0f32; m * (e - s)];
-                self.matmul_rows(s, e, aq, ad, m, &mut buf);
-                buf
-            })
-            .collect();
-        for (&(s, e), buf) in ranges.iter().zip(parts) {
-            let w = e - s;
-            for t in 0..m {
-                out[t * self.n + s..t * self.n + e].copy_from_slice(&buf[t * w..(t + 1) * w]);
-            }
-        }
+        split_rows(self.n, m, out, |s, e, buf| self.matmul_rows(s, e, aq, ad, m, buf));
     }
 
     /// Weight rows `s..e` only: `out` is `m × (e - s)`.
@@ -141,6 +118,35 @@ impl Q8Linear {
         {
             let _ = (qs, d, aq, ad, m, out);
             unreachable!("Q8Linear is only built when the CPU supports it");
+        }
+    }
+}
+
+/// Run `rows(s, e, buf)` (which fills `buf`, `m × (e - s)`, for weight rows `s..e`) over
+/// rayon's threads when there are several: each thread streams its own slice of the weights and
+/// the pieces are scattered back into `out` (`m × n`). One thread writes `out` directly.
+pub(super) fn split_rows(n: usize, m: usize, out: &mut [f32], rows: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || n < 128 {
+        return rows(0, n, out);
+    }
+    // Row ranges, multiples of 4 (the prefill tile), a few per thread for balance.
+    let pieces = threads * 2;
+    let chunk = n.div_ceil(pieces).div_ceil(4) * 4;
+    let ranges: Vec<(usize, usize)> = (0..n).step_by(chunk).map(|s| (s, (s + chunk).min(n))).collect();
+    let parts: Vec<Vec<f32>> = ranges
+        .par_iter()
+        .map(|&(s, e)| {
+            let mut buf = vec![0f32; m * (e - s)];
+            rows(s, e, &mut buf);
+            buf
+        })
+        .collect();
+    for (&(s, e), buf) in ranges.iter().zip(parts) {
+        let w = e - s;
+        for t in 0..m {
+            out[t * n + s..t * n + e].copy_from_slice(&buf[t * w..(t + 1) * w]);
         }
     }
 }

@@ -1,0 +1,486 @@
+//! Q4_K and Q6_K linear layers with their own CPU kernel (AVX2 + FMA), used where the CPU has it.
+//!
+//! The default 1.5B model is a Q4_K_M GGUF: its projections are Q4_K and Q6_K super-blocks of
+//! 256 values. At load each super-block is repacked once: the f16 scales become f32 and the
+//! 6-bit packed sub-block scales/mins of Q4_K become plain bytes, so the inner loop does no
+//! format decoding. The 4-/6-bit quants keep ggml's bit layout (no extra memory beyond 8 bytes
+//! per 256 values). Activations are quantized once per call to int8 with one f32 scale per 256
+//! values and int16 sums per 16 (ggml's Q8_K), and each 32 values cost one `maddubs` and one
+//! `madd` with the sub-block scale; the minimums (Q4_K) and the −32 offset (Q6_K) are folded in
+//! once per super-block from the activation sums. Results match candle's K-quant × Q8_K product
+//! up to float summation order.
+#![allow(unsafe_code)]
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+
+use crate::{Error, Result};
+
+const QK_K: usize = 256;
+const Q4K_BYTES: usize = 144;
+const Q6K_BYTES: usize = 210;
+
+/// One repacked Q4_K super-block: value = d·sc[j]·q − dmin·m[j] for sub-block j of 32.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Q4Block {
+    d: f32,
+    dmin: f32,
+    sc: [u8; 8],
+    m: [u8; 8],
+    /// ggml layout: 4 chunks of 32 bytes; low nibbles are values 64c..64c+32, high nibbles
+    /// the next 32.
+    qs: [u8; 128],
+}
+
+/// One repacked Q6_K super-block: value = d·sc[v/16]·(q − 32).
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Q6Block {
+    d: f32,
+    sc: [i8; 16],
+    /// ggml layout: low 4 bits of each value (two halves of 64 bytes).
+    ql: [u8; 128],
+    /// ggml layout: high 2 bits, four values per byte (two halves of 32 bytes).
+    qh: [u8; 64],
+}
+
+enum Rows {
+    Q4(Vec<Q4Block>),
+    Q6(Vec<Q6Block>),
+}
+
+/// K-quant weights `[n, k]` (`k` a multiple of 256), repacked for the kernel.
+pub struct KQuantLinear {
+    n: usize,
+    k: usize,
+    rows: Rows,
+}
+
+/// True when this CPU can run the kernel.
+pub fn supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+}
+
+/// ggml's `get_scale_min_k4`: the 6-bit scale and minimum of sub-block `j` (0..8).
+fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    }
+}
+
+impl KQuantLinear {
+    /// Repack a 2-D Q4_K or Q6_K CPU tensor `[n, k]`; `None` for any other kind of tensor.
+    pub fn from_qtensor(t: &QTensor) -> Result<Option<Self>> {
+        let block_bytes = match t.dtype() {
+            GgmlDType::Q4K => Q4K_BYTES,
+            GgmlDType::Q6K => Q6K_BYTES,
+            _ => return Ok(None),
+        };
+        if !matches!(t.device(), Device::Cpu) {
+            return Ok(None);
+        }
+        let (n, k) = t.shape().dims2()?;
+        if k % QK_K != 0 {
+            return Ok(None);
+        }
+        let raw = t.data()?;
+        let nb = n * k / QK_K;
+        if raw.len() != nb * block_bytes {
+            return Err(Error::Load {
+                model: "k-quant".into(),
+                msg: format!(
+                    "{:?} tensor [{n}, {k}] has {} bytes, expected {}",
+                    t.dtype(),
+                    raw.len(),
+                    nb * block_bytes
+                ),
+            });
+        }
+        let rows = if t.dtype() == GgmlDType::Q4K {
+            Rows::Q4(raw.chunks_exact(Q4K_BYTES).map(repack_q4k).collect())
+        } else {
+            Rows::Q6(raw.chunks_exact(Q6K_BYTES).map(repack_q6k).collect())
+        };
+        Ok(Some(Self { n, k, rows }))
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.n
+    }
+
+    pub fn storage_bytes(&self) -> usize {
+        match &self.rows {
+            Rows::Q4(b) => std::mem::size_of_val(b.as_slice()),
+            Rows::Q6(b) => std::mem::size_of_val(b.as_slice()),
+        }
+    }
+
+    /// Dequantized row `i` (for embedding lookups from a tied output matrix).
+    pub fn row(&self, i: usize) -> Vec<f32> {
+        let nb = self.k / QK_K;
+        let mut out = Vec::with_capacity(self.k);
+        match &self.rows {
+            Rows::Q4(blocks) => {
+                for b in &blocks[i * nb..(i + 1) * nb] {
+                    for c in 0..4 {
+                        let q = &b.qs[c * 32..(c + 1) * 32];
+                        let (s0, m0) = (b.d * b.sc[2 * c] as f32, b.dmin * b.m[2 * c] as f32);
+                        out.extend(q.iter().map(|v| s0 * (v & 0xF) as f32 - m0));
+                        let (s1, m1) = (b.d * b.sc[2 * c + 1] as f32, b.dmin * b.m[2 * c + 1] as f32);
+                        out.extend(q.iter().map(|v| s1 * (v >> 4) as f32 - m1));
+                    }
+                }
+            }
+            Rows::Q6(blocks) => {
+                for b in &blocks[i * nb..(i + 1) * nb] {
+                    let start = out.len();
+                    out.resize(start + QK_K, 0.0);
+                    let y = &mut out[start..];
+                    for v in 0..QK_K {
+                        y[v] = b.d * b.sc[v / 16] as f32 * (q6_value(b, v) as f32 - 32.0);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// `x[.., k] -> [.., n]`, f32.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let k = *dims.last().ok_or_else(|| Error::Invalid("k-quant forward on a scalar".into()))?;
+        if k != self.k {
+            return Err(Error::Invalid(format!("k-quant forward: input width {k}, weight width {}", self.k)));
+        }
+        let xs = x.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let m = xs.len() / k;
+        let act = ActQ8K::quantize(&xs, m, k);
+        let mut out = vec![0f32; m * self.n];
+        super::q8::split_rows(self.n, m, &mut out, |s, e, buf| self.matmul_rows(s, e, &act, m, buf));
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("non-empty") = self.n;
+        Ok(Tensor::from_vec(out, out_dims, x.device())?)
+    }
+
+    /// Weight rows `s..e` only: `out` is `m × (e - s)`.
+    fn matmul_rows(&self, s: usize, e: usize, act: &ActQ8K, m: usize, out: &mut [f32]) {
+        let nb = self.k / QK_K;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `supported()` is checked before any KQuantLinear is built (see model.rs);
+            // every row slice holds `nb` blocks and every activation row `nb` blocks (asserted).
+            assert!(act.q.len() == m * self.k && act.d.len() == m * nb && act.bsums.len() == m * nb * 16);
+            assert!(out.len() == m * (e - s));
+            let w = e - s;
+            match &self.rows {
+                Rows::Q4(blocks) => tiled(&blocks[s * nb..e * nb], nb, act, m, w, out, |r, a| unsafe { avx2::dot_q4k(r, a) }),
+                Rows::Q6(blocks) => tiled(&blocks[s * nb..e * nb], nb, act, m, w, out, |r, a| unsafe { avx2::dot_q6k(r, a) }),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (s, e, act, m, out, nb);
+            unreachable!("KQuantLinear is only built when the CPU supports it");
+        }
+    }
+}
+
+/// Tokens per pass over the weights in prefill: their int8 activations (≤ 32 × k bytes) stay in
+/// L2 while each weight row, in L1, meets all of them.
+const TOKEN_TILE: usize = 32;
+
+/// `out[t][j] = dot(row j, token t)` for `w` rows of `nb` blocks, tokens in tiles.
+#[cfg(target_arch = "x86_64")]
+fn tiled<B>(
+    rows: &[B],
+    nb: usize,
+    act: &ActQ8K,
+    m: usize,
+    w: usize,
+    out: &mut [f32],
+    dot: impl Fn(&[B], ActRow<'_>) -> f32,
+) {
+    for t0 in (0..m).step_by(TOKEN_TILE) {
+        let t1 = (t0 + TOKEN_TILE).min(m);
+        for j in 0..w {
+            let row = &rows[j * nb..(j + 1) * nb];
+            for t in t0..t1 {
+                out[t * w + j] = dot(row, act.row(t, nb));
+            }
+        }
+    }
+}
+
+fn repack_q4k(raw: &[u8]) -> Q4Block {
+    let scales = &raw[4..16];
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        (sc[j], m[j]) = scale_min_k4(j, scales);
+    }
+    let mut qs = [0u8; 128];
+    qs.copy_from_slice(&raw[16..144]);
+    Q4Block { d: f16_at(raw, 0), dmin: f16_at(raw, 2), sc, m, qs }
+}
+
+fn repack_q6k(raw: &[u8]) -> Q6Block {
+    let mut ql = [0u8; 128];
+    ql.copy_from_slice(&raw[0..128]);
+    let mut qh = [0u8; 64];
+    qh.copy_from_slice(&raw[128..192]);
+    let mut sc = [0i8; 16];
+    for (o, b) in sc.iter_mut().zip(&raw[192..208]) {
+        *o = *b as i8;
+    }
+    Q6Block { d: f16_at(raw, 208), sc, ql, qh }
+}
+
+/// The stored 6-bit value (0..63) of position `v` (0..256) of a Q6_K super-block.
+fn q6_value(b: &Q6Block, v: usize) -> u8 {
+    let (h, r) = (v / 128, v % 128);
+    let (quarter, l) = (r / 32, r % 32);
+    let ql = b.ql[h * 64 + (quarter % 2) * 32 + l];
+    let low = if quarter < 2 { ql & 0xF } else { ql >> 4 };
+    let high = (b.qh[h * 32 + l] >> (2 * quarter)) & 3;
+    low | (high << 4)
+}
+
+/// Activations quantized like ggml's Q8_K: int8, one f32 scale per 256, int16 sums per 16.
+struct ActQ8K {
+    q: Vec<i8>,
+    d: Vec<f32>,
+    bsums: Vec<i16>,
+}
+
+/// One activation row as the kernel reads it.
+#[derive(Clone, Copy)]
+struct ActRow<'a> {
+    q: &'a [i8],
+    d: &'a [f32],
+    bsums: &'a [i16],
+}
+
+impl ActQ8K {
+    fn quantize(xs: &[f32], m: usize, k: usize) -> Self {
+        let nb = m * k / QK_K;
+        let mut q = vec![0i8; m * k];
+        let mut d = vec![0f32; nb];
+        let mut bsums = vec![0i16; nb * 16];
+        for (bi, (src, dst)) in xs.chunks_exact(QK_K).zip(q.chunks_exact_mut(QK_K)).enumerate() {
+            let amax = src.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            for (o, v) in dst.iter_mut().zip(src) {
+                *o = (v * inv).round().clamp(-127.0, 127.0) as i8;
+            }
+            d[bi] = scale;
+            for (g, group) in dst.chunks_exact(16).enumerate() {
+                bsums[bi * 16 + g] = group.iter().map(|v| *v as i16).sum();
+            }
+        }
+        Self { q, d, bsums }
+    }
+
+    fn row(&self, t: usize, nb: usize) -> ActRow<'_> {
+        ActRow {
+            q: &self.q[t * nb * QK_K..(t + 1) * nb * QK_K],
+            d: &self.d[t * nb..(t + 1) * nb],
+            bsums: &self.bsums[t * nb * 16..(t + 1) * nb * 16],
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{ActRow, Q4Block, Q6Block, QK_K};
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn load(p: *const u8) -> __m256i {
+        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    }
+
+    /// `Σ row · act` for one Q4_K row.
+    ///
+    /// # Safety
+    /// The CPU must support avx2 and fma; `act` holds as many super-blocks as `row`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q4k(row: &[Q4Block], act: ActRow<'_>) -> f32 {
+        debug_assert!(act.q.len() == row.len() * QK_K && act.d.len() == row.len());
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = 0f32;
+        let a0 = act.q.as_ptr() as *const u8;
+        for (i, b) in row.iter().enumerate() {
+            let a = unsafe { a0.add(i * QK_K) };
+            let q = b.qs.as_ptr();
+            let mut sumi = _mm256_setzero_si256();
+            for c in 0..4 {
+                let bits = unsafe { load(q.add(c * 32)) };
+                let lo = _mm256_and_si256(bits, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                let plo = _mm256_maddubs_epi16(lo, unsafe { load(a.add(c * 64)) });
+                let phi = _mm256_maddubs_epi16(hi, unsafe { load(a.add(c * 64 + 32)) });
+                let slo = _mm256_set1_epi16(b.sc[2 * c] as i16);
+                let shi = _mm256_set1_epi16(b.sc[2 * c + 1] as i16);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, slo));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, shi));
+            }
+            let bs = &act.bsums[i * 16..i * 16 + 16];
+            let mut sum_min = 0i32;
+            for j in 0..8 {
+                sum_min += b.m[j] as i32 * (bs[2 * j] as i32 + bs[2 * j + 1] as i32);
+            }
+            let da = act.d[i];
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(da * b.d), _mm256_cvtepi32_ps(sumi), acc);
+            acc_min += da * b.dmin * sum_min as f32;
+        }
+        hsum(acc) - acc_min
+    }
+
+    /// Byte shuffles that spread scale `2i` over the first 8 bytes and `2i + 1` over the last 8.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn scale_pair(scales: __m128i, i: usize) -> __m256i {
+        let lo = (2 * i) as i8;
+        let hi = lo + 1;
+        let shuf = _mm_setr_epi8(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
+        _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf))
+    }
+
+    /// `Σ row · act` for one Q6_K row.
+    ///
+    /// # Safety
+    /// The CPU must support avx2 and fma; `act` holds as many super-blocks as `row`.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q6k(row: &[Q6Block], act: ActRow<'_>) -> f32 {
+        debug_assert!(act.q.len() == row.len() * QK_K && act.d.len() == row.len());
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x03);
+        let mut acc = _mm256_setzero_ps();
+        let a0 = act.q.as_ptr() as *const u8;
+        for (i, b) in row.iter().enumerate() {
+            let a = unsafe { a0.add(i * QK_K) };
+            let scales = unsafe { _mm_loadu_si128(b.sc.as_ptr() as *const __m128i) };
+            // The −32 offset: 32 · Σ_g sc[g] · (sum of the 16 activations of group g).
+            let bsums = unsafe { _mm256_loadu_si256(act.bsums.as_ptr().add(i * 16) as *const __m256i) };
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)), 5);
+            let mut sumi = _mm256_setzero_si256();
+            for h in 0..2 {
+                let (ql, qh) = (unsafe { b.ql.as_ptr().add(h * 64) }, unsafe { b.qh.as_ptr().add(h * 32) });
+                let ah = unsafe { a.add(h * 128) };
+                let l0 = unsafe { load(ql) };
+                let l1 = unsafe { load(ql.add(32)) };
+                let hb = unsafe { load(qh) };
+                let v0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+                let v1 = _mm256_or_si256(
+                    _mm256_and_si256(l1, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4),
+                );
+                let v2 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4),
+                );
+                let v3 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4),
+                );
+                for (quarter, v) in [v0, v1, v2, v3].into_iter().enumerate() {
+                    let p = _mm256_maddubs_epi16(v, unsafe { load(ah.add(quarter * 32)) });
+                    let s = scale_pair(scales, h * 4 + quarter);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+                }
+            }
+            let sumi = _mm256_sub_epi32(sumi, offset);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(act.d[i] * b.d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        hsum(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weights(n: usize, k: usize) -> Vec<f32> {
+        // Uneven magnitudes per row and per sub-block so scales and minimums all matter.
+        (0..n * k)
+            .map(|i| {
+                let (r, c) = (i / k, i % k);
+                let base = ((i * 7919 % 1000) as f32 / 1000.0 - 0.4) * 0.2;
+                base * (1.0 + (r % 5) as f32) * (1.0 + ((c / 32) % 3) as f32 * 0.5)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn k_quant_kernels_match_candle_dequantized_product() {
+        if !supported() {
+            eprintln!("no AVX2/FMA here: the K-quant kernel is not used on this CPU");
+            return;
+        }
+        let (n, k) = (37, 512);
+        let w = weights(n, k);
+        let wt = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+            let q = QTensor::quantize(&wt, dtype).unwrap();
+            let lin = KQuantLinear::from_qtensor(&q).unwrap().expect("a K-quant tensor");
+            // The repacked rows dequantize to exactly what candle dequantizes.
+            let deq: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for j in [0, 1, 17, n - 1] {
+                assert_eq!(lin.row(j), deq[j * k..(j + 1) * k].to_vec(), "{dtype:?} row {j}");
+            }
+            for m in [1usize, 3] {
+                let x: Vec<f32> = (0..m * k).map(|i| (i * 104_729 % 997) as f32 / 997.0 - 0.5).collect();
+                let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
+                let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+                let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+                let a: Vec<f32> = one.install(|| lin.forward(&xt)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let b: Vec<f32> = three.install(|| lin.forward(&xt)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                assert_eq!(a, b, "{dtype:?} m={m}: the split over threads must not change any output");
+                for t in 0..m {
+                    for j in 0..n {
+                        let exact: f32 = (0..k).map(|i| x[t * k + i] * deq[j * k + i]).sum();
+                        let got = a[t * n + j];
+                        // Activation int8 rounding: relative error well under 1%.
+                        let tol = 0.01 * (0..k).map(|i| (x[t * k + i] * deq[j * k + i]).abs()).sum::<f32>() + 1e-4;
+                        assert!((got - exact).abs() <= tol, "{dtype:?} m={m} t={t} j={j}: {got} vs {exact}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_dtypes_are_not_taken() {
+        let wt = Tensor::from_vec(weights(4, 256), (4, 256), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
+        assert!(KQuantLinear::from_qtensor(&q).unwrap().is_none());
+    }
+}
