@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use zhengwu_rag::answer::{Answerer, AskRequest};
-use zhengwu_rag::edge::EdgeStore;
 use zhengwu_rag::http::RagConfig;
 use zhengwu_rag::kb::{IngestOptions, Progress};
 use zhengwu_rag::{KbFilter, KnowledgeBase, Mode, SearchRequest};
@@ -37,6 +36,9 @@ enum KbAction {
     },
     /// List stored documents.
     List,
+    /// Copy the embedded store (`--store`) into the Qdrant server of ZHENGWU_QDRANT_URL
+    /// (collection ZHENGWU_QDRANT_COLLECTION, created if missing; same ids are replaced).
+    ExportToServer,
     /// Delete a document (its id as `kb list` shows it).
     Delete { doc_id: String },
     /// Hit testing: the ranked chunks a question retrieves, with per-retriever scores.
@@ -74,9 +76,10 @@ fn open_kb(args: &KbArgs, file: &FileConfig) -> anyhow::Result<(Arc<KnowledgeBas
     let name = settings.embedding.clone().context("no embedding model configured")?;
     let embedder = Arc::new(crate::load_embedder(&settings, &name)?);
     let dir = store_dir(args);
-    let store = EdgeStore::open(&dir, zhengwu_inference::Embedder::dim(embedder.as_ref()))
-        .with_context(|| format!("opening the store in {}", dir.display()))?;
-    let mut kb = KnowledgeBase::new(Arc::new(store), embedder)?;
+    // The Qdrant server when ZHENGWU_QDRANT_URL is set, else the embedded store in `dir`.
+    let store = zhengwu_rag::open_store(&dir, zhengwu_inference::Embedder::dim(embedder.as_ref()))
+        .with_context(|| format!("opening the store ({})", zhengwu_rag::store_location(&dir)))?;
+    let mut kb = KnowledgeBase::new(store, embedder)?;
     kb.weights = RagConfig::from_env()?.weights;
     Ok((Arc::new(kb), settings))
 }
@@ -101,6 +104,17 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
                 Progress::Skipped { path, reason } => eprintln!("skipped {path}: {reason}"),
             })?;
             println!("{}", report.summary());
+            Ok(())
+        }
+        KbAction::ExportToServer => {
+            let dir = store_dir(&args);
+            let config = zhengwu_rag::qdrant_server::ServerConfig::from_env()
+                .context("set ZHENGWU_QDRANT_URL (gRPC, e.g. http://localhost:6334) to the server to export to")?;
+            let target = format!("{} (collection `{}`)", config.url, config.collection);
+            let n = zhengwu_rag::qdrant_server::export_edge_dir(&dir, config, &mut |n| eprint!("\r{n} points copied"))
+                .with_context(|| format!("exporting {} to {target}", dir.display()))?;
+            eprintln!();
+            println!("exported {n} points from {} to {target}", dir.display());
             Ok(())
         }
         KbAction::List => {

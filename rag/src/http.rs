@@ -29,7 +29,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use zhengwu_inference::{Embedder, GenerationEvent, GenerationRequest, Generator};
 
 use crate::answer::{ai_marker, finish, AnswerConfig, Answerer, AskRequest, Plan, Timings};
-use crate::edge::EdgeStore;
 use crate::error::Error;
 use crate::kb::{IngestOptions, IngestReport, KnowledgeBase, Mode, SearchRequest};
 use crate::store::KbFilter;
@@ -100,12 +99,13 @@ impl RagState {
         let embedder = (self.embedder)().ok_or_else(|| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the embedding model is still loading")
         })?;
-        let store = EdgeStore::open(&self.config.store_dir, embedder.dim()).map_err(|e| {
-            let msg = format!("opening the knowledge-base store: {e}");
+        // The Qdrant server when ZHENGWU_QDRANT_URL is set, else the embedded store.
+        let store = crate::open_store(&self.config.store_dir, embedder.dim()).map_err(|e| {
+            let msg = format!("opening the knowledge-base store ({}): {e}", crate::store_location(&self.config.store_dir));
             let _ = self.open_error.set(msg.clone());
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "kb_unavailable", msg)
         })?;
-        let mut kb = KnowledgeBase::new(Arc::new(store), embedder).map_err(ApiError::from)?;
+        let mut kb = KnowledgeBase::new(store, embedder).map_err(ApiError::from)?;
         kb.weights = self.config.weights;
         let kb = Arc::new(kb);
         *slot = Some(kb.clone());
