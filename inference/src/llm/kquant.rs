@@ -187,8 +187,26 @@ impl KQuantLinear {
             assert!(out.len() == m * (e - s));
             let w = e - s;
             match &self.rows {
-                Rows::Q4(blocks) => tiled(&blocks[s * nb..e * nb], nb, act, m, w, out, |r, a| unsafe { avx2::dot_q4k(r, a) }),
-                Rows::Q6(blocks) => tiled(&blocks[s * nb..e * nb], nb, act, m, w, out, |r, a| unsafe { avx2::dot_q6k(r, a) }),
+                Rows::Q4(blocks) => tiled(
+                    &blocks[s * nb..e * nb],
+                    nb,
+                    act,
+                    m,
+                    w,
+                    out,
+                    |r, a| unsafe { avx2::dot_q4k::<1>(r, a) },
+                    |r, a| unsafe { avx2::dot_q4k::<4>(r, a) },
+                ),
+                Rows::Q6(blocks) => tiled(
+                    &blocks[s * nb..e * nb],
+                    nb,
+                    act,
+                    m,
+                    w,
+                    out,
+                    |r, a| unsafe { avx2::dot_q6k::<1>(r, a) },
+                    |r, a| unsafe { avx2::dot_q6k::<4>(r, a) },
+                ),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -203,8 +221,10 @@ impl KQuantLinear {
 /// L2 while each weight row, in L1, meets all of them.
 const TOKEN_TILE: usize = 32;
 
-/// `out[t][j] = dot(row j, token t)` for `w` rows of `nb` blocks, tokens in tiles.
+/// `out[t][j] = dot(row j, token t)` for `w` rows of `nb` blocks: tokens in tiles, and within a
+/// tile four at a time (the kernel unpacks each weight block once for the four).
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
 fn tiled<B>(
     rows: &[B],
     nb: usize,
@@ -212,14 +232,24 @@ fn tiled<B>(
     m: usize,
     w: usize,
     out: &mut [f32],
-    dot: impl Fn(&[B], ActRow<'_>) -> f32,
+    dot1: impl Fn(&[B], &[ActRow<'_>; 1]) -> [f32; 1],
+    dot4: impl Fn(&[B], &[ActRow<'_>; 4]) -> [f32; 4],
 ) {
     for t0 in (0..m).step_by(TOKEN_TILE) {
         let t1 = (t0 + TOKEN_TILE).min(m);
         for j in 0..w {
             let row = &rows[j * nb..(j + 1) * nb];
-            for t in t0..t1 {
-                out[t * w + j] = dot(row, act.row(t, nb));
+            let mut t = t0;
+            while t + 4 <= t1 {
+                let r = dot4(row, &[act.row(t, nb), act.row(t + 1, nb), act.row(t + 2, nb), act.row(t + 3, nb)]);
+                for (u, v) in r.into_iter().enumerate() {
+                    out[(t + u) * w + j] = v;
+                }
+                t += 4;
+            }
+            while t < t1 {
+                out[t * w + j] = dot1(row, &[act.row(t, nb)])[0];
+                t += 1;
             }
         }
     }
@@ -326,101 +356,148 @@ mod avx2 {
         unsafe { _mm256_loadu_si256(p as *const __m256i) }
     }
 
-    /// `Σ row · act` for one Q4_K row.
+    /// `Σ row · act[t]` for one Q4_K row and `N` tokens: the weights are unpacked once and
+    /// meet every token (prefill); `N = 1` is the decode kernel.
     ///
     /// # Safety
-    /// The CPU must support avx2 and fma; `act` holds as many super-blocks as `row`.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q4k(row: &[Q4Block], act: ActRow<'_>) -> f32 {
-        debug_assert!(act.q.len() == row.len() * QK_K && act.d.len() == row.len());
-        let m4 = _mm256_set1_epi8(0x0F);
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_min = 0f32;
-        let a0 = act.q.as_ptr() as *const u8;
-        for (i, b) in row.iter().enumerate() {
-            let a = unsafe { a0.add(i * QK_K) };
-            let q = b.qs.as_ptr();
-            let mut sumi = _mm256_setzero_si256();
-            for c in 0..4 {
-                let bits = unsafe { load(q.add(c * 32)) };
-                let lo = _mm256_and_si256(bits, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-                let plo = _mm256_maddubs_epi16(lo, unsafe { load(a.add(c * 64)) });
-                let phi = _mm256_maddubs_epi16(hi, unsafe { load(a.add(c * 64 + 32)) });
-                let slo = _mm256_set1_epi16(b.sc[2 * c] as i16);
-                let shi = _mm256_set1_epi16(b.sc[2 * c + 1] as i16);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, slo));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, shi));
-            }
-            let bs = &act.bsums[i * 16..i * 16 + 16];
-            let mut sum_min = 0i32;
-            for j in 0..8 {
-                sum_min += b.m[j] as i32 * (bs[2 * j] as i32 + bs[2 * j + 1] as i32);
-            }
-            let da = act.d[i];
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(da * b.d), _mm256_cvtepi32_ps(sumi), acc);
-            acc_min += da * b.dmin * sum_min as f32;
-        }
-        hsum(acc) - acc_min
-    }
-
-    /// Byte shuffles that spread scale `2i` over the first 8 bytes and `2i + 1` over the last 8.
+    /// The CPU must support avx2 and fma; each `act[t]` holds as many super-blocks as `row`.
     #[inline]
-    #[target_feature(enable = "avx2")]
-    fn scale_pair(scales: __m128i, i: usize) -> __m256i {
-        let lo = (2 * i) as i8;
-        let hi = lo + 1;
-        let shuf = _mm_setr_epi8(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi);
-        _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf))
-    }
-
-    /// `Σ row · act` for one Q6_K row.
-    ///
-    /// # Safety
-    /// The CPU must support avx2 and fma; `act` holds as many super-blocks as `row`.
     #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn dot_q6k(row: &[Q6Block], act: ActRow<'_>) -> f32 {
-        debug_assert!(act.q.len() == row.len() * QK_K && act.d.len() == row.len());
+    pub unsafe fn dot_q4k<const N: usize>(row: &[Q4Block], act: &[ActRow<'_>; N]) -> [f32; N] {
+        for a in act {
+            debug_assert!(a.q.len() == row.len() * QK_K && a.d.len() == row.len() && a.bsums.len() == row.len() * 16);
+        }
         let m4 = _mm256_set1_epi8(0x0F);
-        let m2 = _mm256_set1_epi8(0x03);
-        let mut acc = _mm256_setzero_ps();
-        let a0 = act.q.as_ptr() as *const u8;
+        // In-lane shuffles that broadcast 16-bit element e of a lane to the whole lane.
+        let spread = |e: i16| _mm256_set1_epi16(((2 * e + 1) << 8) | (2 * e));
+        let sh = [spread(0), spread(1), spread(2), spread(3), spread(4), spread(5), spread(6), spread(7)];
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut acc_min = [_mm_setzero_ps(); N];
         for (i, b) in row.iter().enumerate() {
-            let a = unsafe { a0.add(i * QK_K) };
-            let scales = unsafe { _mm_loadu_si128(b.sc.as_ptr() as *const __m128i) };
-            // The −32 offset: 32 · Σ_g sc[g] · (sum of the 16 activations of group g).
-            let bsums = unsafe { _mm256_loadu_si256(act.bsums.as_ptr().add(i * 16) as *const __m256i) };
-            let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)), 5);
-            let mut sumi = _mm256_setzero_si256();
-            for h in 0..2 {
-                let (ql, qh) = (unsafe { b.ql.as_ptr().add(h * 64) }, unsafe { b.qh.as_ptr().add(h * 32) });
-                let ah = unsafe { a.add(h * 128) };
-                let l0 = unsafe { load(ql) };
-                let l1 = unsafe { load(ql.add(32)) };
-                let hb = unsafe { load(qh) };
-                let v0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-                let v1 = _mm256_or_si256(
-                    _mm256_and_si256(l1, m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4),
-                );
-                let v2 = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4),
-                );
-                let v3 = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4),
-                );
-                for (quarter, v) in [v0, v1, v2, v3].into_iter().enumerate() {
-                    let p = _mm256_maddubs_epi16(v, unsafe { load(ah.add(quarter * 32)) });
-                    let s = scale_pair(scales, h * 4 + quarter);
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            unsafe {
+                let q = b.qs.as_ptr();
+                // Minimums: Σ_j m[j] · (activation sum of sub-block j), as 4 int32 lanes.
+                let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(b.m.as_ptr() as *const __m128i));
+                for t in 0..N {
+                    let bs = _mm256_loadu_si256(act[t].bsums.as_ptr().add(i * 16) as *const __m256i);
+                    let bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+                    let pm = _mm_madd_epi16(mins, bs32);
+                    let dm = _mm_set1_ps(*act[t].d.get_unchecked(i) * b.dmin);
+                    acc_min[t] = _mm_fmadd_ps(dm, _mm_cvtepi32_ps(pm), acc_min[t]);
+                }
+                // Scales as 8 × i16 in both lanes.
+                let scales = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(b.sc.as_ptr() as *const __m128i)));
+                let mut sumi = [_mm256_setzero_si256(); N];
+                for c in 0..4 {
+                    let bits = load(q.add(c * 32));
+                    let lo = _mm256_and_si256(bits, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                    let slo = _mm256_shuffle_epi8(scales, sh[2 * c]);
+                    let shi = _mm256_shuffle_epi8(scales, sh[2 * c + 1]);
+                    for t in 0..N {
+                        let a = (act[t].q.as_ptr() as *const u8).add(i * QK_K + c * 64);
+                        let plo = _mm256_maddubs_epi16(lo, load(a));
+                        let phi = _mm256_maddubs_epi16(hi, load(a.add(32)));
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(plo, slo));
+                        sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(phi, shi));
+                    }
+                }
+                for t in 0..N {
+                    let d = _mm256_set1_ps(*act[t].d.get_unchecked(i) * b.d);
+                    acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
                 }
             }
-            let sumi = _mm256_sub_epi32(sumi, offset);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(act.d[i] * b.d), _mm256_cvtepi32_ps(sumi), acc);
         }
-        hsum(acc)
+        let mut out = [0f32; N];
+        for t in 0..N {
+            let m = _mm_add_ps(acc_min[t], _mm_movehl_ps(acc_min[t], acc_min[t]));
+            let m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
+            out[t] = hsum(acc[t]) - _mm_cvtss_f32(m);
+        }
+        out
+    }
+
+    /// Byte shuffle that spreads scale `2i` over the first 8 bytes and `2i + 1` over the last 8.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn pair_shuffle(i: i8) -> __m128i {
+        let (lo, hi) = (2 * i, 2 * i + 1);
+        _mm_setr_epi8(lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi)
+    }
+
+    /// `Σ row · act[t]` for one Q6_K row and `N` tokens (see [`dot_q4k`]).
+    ///
+    /// # Safety
+    /// The CPU must support avx2 and fma; each `act[t]` holds as many super-blocks as `row`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_q6k<const N: usize>(row: &[Q6Block], act: &[ActRow<'_>; N]) -> [f32; N] {
+        for a in act {
+            debug_assert!(a.q.len() == row.len() * QK_K && a.d.len() == row.len() && a.bsums.len() == row.len() * 16);
+        }
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x03);
+        let pairs = [
+            pair_shuffle(0),
+            pair_shuffle(1),
+            pair_shuffle(2),
+            pair_shuffle(3),
+            pair_shuffle(4),
+            pair_shuffle(5),
+            pair_shuffle(6),
+            pair_shuffle(7),
+        ];
+        let mut acc = [_mm256_setzero_ps(); N];
+        for (i, b) in row.iter().enumerate() {
+            unsafe {
+                let scales = _mm_loadu_si128(b.sc.as_ptr() as *const __m128i);
+                let scales16 = _mm256_cvtepi8_epi16(scales);
+                let mut sumi = [_mm256_setzero_si256(); N];
+                for t in 0..N {
+                    // The −32 offset: 32 · Σ_g sc[g] · (sum of the 16 activations of group g).
+                    let bsums = _mm256_loadu_si256(act[t].bsums.as_ptr().add(i * 16) as *const __m256i);
+                    sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(_mm256_madd_epi16(bsums, scales16), 5));
+                }
+                for h in 0..2 {
+                    let (ql, qh) = (b.ql.as_ptr().add(h * 64), b.qh.as_ptr().add(h * 32));
+                    let l0 = load(ql);
+                    let l1 = load(ql.add(32));
+                    let hb = load(qh);
+                    let v = [
+                        _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)),
+                        _mm256_or_si256(
+                            _mm256_and_si256(l1, m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4),
+                        ),
+                    ];
+                    for (quarter, vq) in v.into_iter().enumerate() {
+                        let s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, pairs[h * 4 + quarter]));
+                        for t in 0..N {
+                            let a = (act[t].q.as_ptr() as *const u8).add(i * QK_K + h * 128 + quarter * 32);
+                            let p = _mm256_maddubs_epi16(vq, load(a));
+                            sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, s));
+                        }
+                    }
+                }
+                for t in 0..N {
+                    let d = _mm256_set1_ps(*act[t].d.get_unchecked(i) * b.d);
+                    acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                }
+            }
+        }
+        let mut out = [0f32; N];
+        for t in 0..N {
+            out[t] = hsum(acc[t]);
+        }
+        out
     }
 }
 
@@ -456,7 +533,7 @@ mod tests {
             for j in [0, 1, 17, n - 1] {
                 assert_eq!(lin.row(j), deq[j * k..(j + 1) * k].to_vec(), "{dtype:?} row {j}");
             }
-            for m in [1usize, 3] {
+            for m in [1usize, 3, 6] {
                 let x: Vec<f32> = (0..m * k).map(|i| (i * 104_729 % 997) as f32 / 997.0 - 0.5).collect();
                 let xt = Tensor::from_vec(x.clone(), (m, k), &Device::Cpu).unwrap();
                 let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
@@ -484,3 +561,4 @@ mod tests {
         assert!(KQuantLinear::from_qtensor(&q).unwrap().is_none());
     }
 }
+
