@@ -350,6 +350,23 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    /// How far ahead of the block being read the weights are prefetched, in bytes. Decode streams
+    /// the whole model from DRAM once per token; the hardware prefetcher alone left the kernel at
+    /// ~14 GB/s on one core, 2-4 KB of software prefetch gave ~16-17 GB/s (measured on 61 MB of
+    /// Q4_K rows, alternating distances).
+    const PREFETCH_BYTES: usize = 3072;
+
+    /// Prefetch the three cache lines `PREFETCH_BYTES` past `block` (blocks are ≤ 212 bytes; rows
+    /// are contiguous, and a prefetch past the end of the weights is harmless).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn prefetch_ahead<B>(block: &B) {
+        let p = (block as *const B as *const i8).wrapping_add(PREFETCH_BYTES);
+        _mm_prefetch::<_MM_HINT_T0>(p);
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
+    }
+
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn load(p: *const u8) -> __m256i {
@@ -375,6 +392,7 @@ mod avx2 {
         let mut acc_min = [_mm_setzero_ps(); N];
         for (i, b) in row.iter().enumerate() {
             unsafe {
+                prefetch_ahead(b);
                 let q = b.qs.as_ptr();
                 // Minimums: Σ_j m[j] · (activation sum of sub-block j), as 4 int32 lanes.
                 let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(b.m.as_ptr() as *const __m128i));
@@ -450,6 +468,7 @@ mod avx2 {
         let mut acc = [_mm256_setzero_ps(); N];
         for (i, b) in row.iter().enumerate() {
             unsafe {
+                prefetch_ahead(b);
                 let scales = _mm_loadu_si128(b.sc.as_ptr() as *const __m128i);
                 let scales16 = _mm256_cvtepi8_epi16(scales);
                 let mut sumi = [_mm256_setzero_si256(); N];
