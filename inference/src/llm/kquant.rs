@@ -147,12 +147,7 @@ impl KQuantLinear {
             }
             Rows::Q6(blocks) => {
                 for b in &blocks[i * nb..(i + 1) * nb] {
-                    let start = out.len();
-                    out.resize(start + QK_K, 0.0);
-                    let y = &mut out[start..];
-                    for v in 0..QK_K {
-                        y[v] = b.d * b.sc[v / 16] as f32 * (q6_value(b, v) as f32 - 32.0);
-                    }
+                    out.extend((0..QK_K).map(|v| b.d * b.sc[v / 16] as f32 * (q6_value(b, v) as f32 - 32.0)));
                 }
             }
         }
