@@ -4,7 +4,6 @@
 //! directory replays it. The engine never optimizes by itself, so [`VectorStore::optimize`] is
 //! called after bulk loads (else every search is a brute-force scan).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use qdrant_edge::{
@@ -246,22 +245,8 @@ impl VectorStore for EdgeStore {
     }
 
     fn documents(&self) -> Result<Vec<DocSummary>> {
-        let mut docs: BTreeMap<String, DocSummary> = BTreeMap::new();
-        for (_, p) in self.scroll_all(None, WithPayloadInterface::Bool(true))? {
-            let e = docs.entry(p.doc_id.clone()).or_insert_with(|| DocSummary {
-                doc_id: p.doc_id.clone(),
-                doc_hash: p.doc_hash.clone(),
-                kind: p.kind,
-                title: p.title.clone(),
-                chunks: 0,
-            });
-            e.chunks += 1;
-            if e.doc_hash != p.doc_hash {
-                // Mixed versions (an interrupted write): mark so ingest replaces the document.
-                e.doc_hash = String::from("mixed");
-            }
-        }
-        Ok(docs.into_values().collect())
+        let points = self.scroll_all(None, WithPayloadInterface::Bool(true))?;
+        Ok(DocSummary::collect(points.iter().map(|(_, p)| p)))
     }
 
     fn doc_chunks(&self, doc_id: &str) -> Result<Vec<StoredHit>> {

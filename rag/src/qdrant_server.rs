@@ -14,7 +14,7 @@
 //! this backend), `ZHENGWU_QDRANT_API_KEY`, `ZHENGWU_QDRANT_COLLECTION` (default
 //! [`DEFAULT_COLLECTION`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -677,22 +677,8 @@ impl VectorStore for QdrantServerStore {
     }
 
     fn documents(&self) -> Result<Vec<DocSummary>> {
-        let mut docs: BTreeMap<String, DocSummary> = BTreeMap::new();
-        for (_, p) in self.scroll_all(None)? {
-            let e = docs.entry(p.doc_id.clone()).or_insert_with(|| DocSummary {
-                doc_id: p.doc_id.clone(),
-                doc_hash: p.doc_hash.clone(),
-                kind: p.kind,
-                title: p.title.clone(),
-                chunks: 0,
-            });
-            e.chunks += 1;
-            if e.doc_hash != p.doc_hash {
-                // Mixed versions (an interrupted write): mark so ingest replaces the document.
-                e.doc_hash = String::from("mixed");
-            }
-        }
-        Ok(docs.into_values().collect())
+        let points = self.scroll_all(None)?;
+        Ok(DocSummary::collect(points.iter().map(|(_, p)| p)))
     }
 
     fn doc_chunks(&self, doc_id: &str) -> Result<Vec<StoredHit>> {

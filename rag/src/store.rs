@@ -254,6 +254,29 @@ pub struct DocSummary {
     pub chunks: usize,
 }
 
+impl DocSummary {
+    /// Every document of a store's chunk payloads (any order), sorted by id. A document whose
+    /// chunks carry different hashes (an interrupted write) gets the hash `mixed`, so ingest
+    /// replaces it.
+    pub fn collect<'a>(payloads: impl IntoIterator<Item = &'a ChunkPayload>) -> Vec<DocSummary> {
+        let mut docs: std::collections::BTreeMap<String, DocSummary> = std::collections::BTreeMap::new();
+        for p in payloads {
+            let e = docs.entry(p.doc_id.clone()).or_insert_with(|| DocSummary {
+                doc_id: p.doc_id.clone(),
+                doc_hash: p.doc_hash.clone(),
+                kind: p.kind,
+                title: p.title.clone(),
+                chunks: 0,
+            });
+            e.chunks += 1;
+            if e.doc_hash != p.doc_hash {
+                e.doc_hash = String::from("mixed");
+            }
+        }
+        docs.into_values().collect()
+    }
+}
+
 /// A vector database holding the knowledge base.
 pub trait VectorStore: Send + Sync {
     /// Insert or replace points (one atomic write per call where the backend allows it).

@@ -331,25 +331,9 @@ impl ActQ8K {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
+    use super::super::simd::{hsum, load, PREFETCH_BYTES};
     use super::{ActRow, Q4Block, Q6Block, QK_K};
     use std::arch::x86_64::*;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    /// How far ahead of the block being read the weights are prefetched, in bytes. Decode streams
-    /// the whole model from DRAM once per token; the hardware prefetcher alone left the kernel at
-    /// ~14 GB/s on one core, 2-4 KB of software prefetch gave ~16-17 GB/s (measured on 61 MB of
-    /// Q4_K rows, alternating distances).
-    const PREFETCH_BYTES: usize = 3072;
 
     /// Prefetch the three cache lines `PREFETCH_BYTES` past `block` (blocks are ≤ 212 bytes; rows
     /// are contiguous, and a prefetch past the end of the weights is harmless).
@@ -360,12 +344,6 @@ mod avx2 {
         _mm_prefetch::<_MM_HINT_T0>(p);
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn load(p: *const u8) -> __m256i {
-        unsafe { _mm256_loadu_si256(p as *const __m256i) }
     }
 
     /// `Σ row · act[t]` for one Q4_K row and `N` tokens: the weights are unpacked once and

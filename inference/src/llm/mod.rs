@@ -4,6 +4,8 @@ pub mod engine;
 pub mod kquant;
 pub mod model;
 pub mod q8;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 pub mod text;
 
 pub use engine::{EngineOptions, LlmEngine};

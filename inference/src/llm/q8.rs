@@ -172,26 +172,9 @@ fn quantize_rows(xs: &[f32], m: usize, k: usize) -> (Vec<i8>, Vec<f32>) {
 mod vnni {
     use std::arch::x86_64::*;
 
+    use super::super::simd::{hsum, load, PREFETCH_BYTES};
+
     const QK: usize = 32;
-    /// Software prefetch distance for decode (see the K-quant kernel).
-    const PREFETCH_BYTES: usize = 3072;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let lo = _mm256_castps256_ps128(v);
-        let hi = _mm256_extractf128_ps(v, 1);
-        let s = _mm_add_ps(lo, hi);
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn load(p: *const i8) -> __m256i {
-        unsafe { _mm256_loadu_si256(p as *const __m256i) }
-    }
 
     /// 32 int8 * 32 int8 -> 8 int32 partial sums, via |w| * sign(a, w) and one dpbusd.
     #[inline]
