@@ -55,6 +55,10 @@ pub struct EvalArgs {
     /// chat model (first of `--models`, default the 1.5B); 0 = retrieval only.
     #[arg(long, default_value_t = 0)]
     pub rag_answers: usize,
+    /// `rag` suite: keep the ingested store in this folder and reuse it on the next run
+    /// (incremental ingest skips unchanged documents); default a fresh temporary store.
+    #[arg(long)]
+    pub rag_store: Option<PathBuf>,
     /// `classify` suite: ask the chat model (first of `--models`, default the 0.5B) for a second
     /// opinion on up to this many low-confidence rows (top class below 0.5) per classifier, as
     /// the server does; 0 = off.

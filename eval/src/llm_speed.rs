@@ -44,24 +44,10 @@ pub fn peak_rss_mb(pid: Option<u32>) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Single-thread sequential read bandwidth in GB/s (best of a few passes over 512 MiB).
+/// Single-thread sequential read bandwidth in GB/s (in the inference crate, which is built
+/// optimised in every profile, so the figure is the machine's and not the build's).
 pub fn read_bandwidth_gb_s() -> f64 {
-    let words = 64 * 1024 * 1024; // 512 MiB of u64
-    let buf: Vec<u64> = (0..words as u64).collect();
-    let mut best = 0.0_f64;
-    for _ in 0..3 {
-        let t = Instant::now();
-        let mut acc = 0u64;
-        for chunk in buf.chunks(8) {
-            for w in chunk {
-                acc = acc.wrapping_add(*w);
-            }
-        }
-        let secs = t.elapsed().as_secs_f64();
-        std::hint::black_box(acc);
-        best = best.max((words * 8) as f64 / secs / 1e9);
-    }
-    best
+    zhengwu_inference::device::read_bandwidth_gb_s()
 }
 
 /// Real citizen text from the data folder, used to build prompts of a given length.

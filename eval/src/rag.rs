@@ -4,7 +4,8 @@
 //! store; every question of `ncp_policy_qa.jsonl` is searched with dense, sparse and hybrid
 //! (RRF) retrieval. A hit is a chunk of the question's gold `docid`. Metrics:
 //! `rag.<mode>.recall@1`, `.recall@5`, `.mrr@10`, `.latency_p50_ms`, `.latency_p95_ms`;
-//! `rag.ingest.chunks_per_s`. With `--rag-answers N` the first N questions are also answered
+//! `rag.ingest.chunks_per_s`; `rag.gate.*`, the refusal gate calibrated on held-out questions
+//! (see [`calibrate_gate`]). `--rag-store DIR` keeps the ingested store for the next run. With `--rag-answers N` the first N questions are also answered
 //! with the chat model (`--models`, default the 1.5B): `rag.answer.containment` (gold answer
 //! text inside the answer), `rag.answer.char_f1`, and `rag.refusal.out_of_scope` (share of N
 //! questions from `dispatch/msgabench_nlu_dept.jsonl` that are refused).
@@ -18,7 +19,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::Value;
 use zhengwu_inference::registry::Registry;
-use zhengwu_rag::answer::{AnswerKind, Answerer, AskRequest};
+use zhengwu_rag::answer::{question_coverage, AnswerConfig, AnswerKind, Answerer, AskRequest};
 use zhengwu_rag::document::{content_hash, DocMeta};
 use zhengwu_rag::edge::EdgeStore;
 use zhengwu_rag::kb::{Progress, SourceDoc};
@@ -93,8 +94,13 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
     let e5 = zhengwu_inference::e5::E5Embedder::load(&registry.locate(e5_name)?, e5_name, &candle_core::Device::Cpu)?;
     let dim = zhengwu_inference::Embedder::dim(&e5);
 
-    let dir = std::env::temp_dir().join(format!("zhengwu-rag-eval-{}", std::process::id()));
-    let _ = fs_err::remove_dir_all(&dir);
+    let (dir, keep_store) = match &args.rag_store {
+        Some(d) => (d.clone(), true),
+        None => (std::env::temp_dir().join(format!("zhengwu-rag-eval-{}", std::process::id())), false),
+    };
+    if !keep_store {
+        let _ = fs_err::remove_dir_all(&dir);
+    }
     let store = EdgeStore::open(&dir, dim)?;
     let kb = Arc::new(KnowledgeBase::new(Arc::new(store), Arc::new(e5))?);
 
@@ -116,7 +122,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
     eprintln!("rag: ingesting {} documents into {}", sources.len(), dir.display());
     let t = Instant::now();
     let mut last = Instant::now();
-    let report_in = kb.ingest_docs(&sources, false, &mut |p| {
+    let report_in = kb.ingest_docs(&sources, true, &mut |p| {
         if let Progress::File { i, n, .. } = p {
             if last.elapsed().as_secs() >= 15 || i == n {
                 eprintln!("rag: [{i}/{n}] {:.0}s", t.elapsed().as_secs_f64());
@@ -126,12 +132,15 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
     })?;
     let ingest_secs = t.elapsed().as_secs_f64();
     let chunks = report_in.chunks_written;
-    eprintln!("rag: {chunks} chunks in {ingest_secs:.0}s");
+    eprintln!("rag: {chunks} chunks written in {ingest_secs:.0}s ({} documents unchanged)", report_in.unchanged);
 
     let mut report = Report::new("RAG retrieval on ncp_policy (599 documents, 451 questions)");
     report.metric("rag.ingest.documents", sources.len() as f64);
-    report.metric("rag.ingest.chunks", chunks as f64);
-    report.metric("rag.ingest.chunks_per_s", chunks as f64 / ingest_secs);
+    report.metric("rag.ingest.chunks", kb.store().count()? as f64);
+    // Throughput only when this run embedded (a reused store with nothing changed writes nothing).
+    if report_in.unchanged == 0 && chunks > 0 {
+        report.metric("rag.ingest.chunks_per_s", chunks as f64 / ingest_secs);
+    }
 
     let questions: Vec<(String, String)> =
         qa.iter().map(|q| (s(q, "question"), s(q, "docid"))).filter(|(q, d)| !q.is_empty() && !d.is_empty()).collect();
@@ -197,12 +206,146 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         bar_chart_svg("recall@5", &bars)
     ));
 
+    let gate = calibrate_gate(args, &kb, &qa, &mut report)?;
     if args.rag_answers > 0 {
-        answer_metrics(args, &registry, kb.clone(), &qa, &mut report)?;
+        answer_metrics(args, &registry, kb.clone(), &qa, gate, &mut report)?;
     }
     drop(kb);
-    let _ = fs_err::remove_dir_all(&dir);
+    if !keep_store {
+        let _ = fs_err::remove_dir_all(&dir);
+    }
     Ok(report)
+}
+
+/// The answer path's two gate signals for each question: the best dense score among the
+/// retrieved sources and the question's bigram coverage by them (same search as `/api/ask`).
+fn gate_signals(kb: &KnowledgeBase, questions: &[String], chunks: usize) -> anyhow::Result<Vec<(f32, f32)>> {
+    questions
+        .iter()
+        .map(|q| {
+            let mut req = SearchRequest::new(q.clone());
+            req.mode = Mode::Hybrid;
+            req.limit = chunks;
+            req.include_expired = true;
+            let hits = kb.search(&req)?;
+            let relevance = hits.iter().filter_map(|h| h.dense.map(|d| d.score)).fold(0.0f32, f32::max);
+            Ok((relevance, question_coverage(q, &hits)))
+        })
+        .collect()
+}
+
+/// Share of questions the gate lets through.
+fn pass_rate(v: &[(f32, f32)], t: (f32, f32)) -> f64 {
+    v.iter().filter(|(r, c)| *r >= t.0 && *c >= t.1).count() as f64 / v.len().max(1) as f64
+}
+
+/// The calibrated gate: thresholds on the dense score and on question coverage.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate {
+    pub relevance: f32,
+    pub coverage: f32,
+}
+
+/// Calibrate the refusal gate of the answer path on held-out questions and measure it on
+/// others.
+///
+/// Calibration: the in-scope questions after the first `max(--rag-answers, 100)` ones, against
+/// up to 400 questions of `dispatch/msgabench_gov_qa.jsonl` (another domain). The thresholds
+/// maximise balanced accuracy (mean of the in-scope pass rate and the out-of-scope refusal
+/// rate), for the dense score alone and for dense score plus question coverage. Test: the first
+/// `max(--rag-answers, 100)` in-scope questions against `dispatch/msgabench_nlu_dept.jsonl`.
+/// Returns the joint gate, or `None` when the dispatch files are missing.
+fn calibrate_gate(args: &EvalArgs, kb: &KnowledgeBase, qa: &[Value], report: &mut Report) -> anyhow::Result<Option<Gate>> {
+    let cal_path = args.data.join("dispatch/msgabench_gov_qa.jsonl");
+    let test_path = args.data.join("dispatch/msgabench_nlu_dept.jsonl");
+    let in_scope: Vec<String> = qa.iter().map(|q| s(q, "question")).filter(|q| !q.trim().is_empty()).collect();
+    if !cal_path.is_file() || !test_path.is_file() || in_scope.len() < 20 {
+        eprintln!("rag: refusal gate not calibrated (needs dispatch/msgabench_gov_qa.jsonl, dispatch/msgabench_nlu_dept.jsonl and 20+ questions)");
+        return Ok(None);
+    }
+    let chunks = AnswerConfig::default().context_chunks;
+    let split = args.rag_answers.max(100).min(in_scope.len() / 2);
+    let questions = |p: &Path, n: usize| -> anyhow::Result<Vec<String>> {
+        Ok(read_jsonl(p)?.iter().map(|q| s(q, "question")).filter(|q| !q.trim().is_empty()).take(n).collect())
+    };
+    eprintln!("rag: calibrating the refusal gate");
+    let test_in = gate_signals(kb, &in_scope[..split], chunks)?;
+    let cal_in = gate_signals(kb, &in_scope[split..], chunks)?;
+    let cal_out = gate_signals(kb, &questions(&cal_path, 400)?, chunks)?;
+    let test_out = gate_signals(kb, &questions(&test_path, 400)?, chunks)?;
+    let balanced = |t: (f32, f32)| 0.5 * (pass_rate(&cal_in, t) + (1.0 - pass_rate(&cal_out, t)));
+    let grid = |from: f32, to: f32, step: f32| {
+        let n = ((to - from) / step).round() as usize;
+        (0..=n).map(move |i| from + i as f32 * step)
+    };
+    let mut dense_only = (f64::MIN, (0.0f32, 0.0f32));
+    let mut joint = (f64::MIN, (0.0f32, 0.0f32));
+    for r in grid(0.70, 0.98, 0.0025) {
+        let b = balanced((r, 0.0));
+        if b > dense_only.0 {
+            dense_only = (b, (r, 0.0));
+        }
+        for c in grid(0.0, 1.0, 0.025) {
+            let b = balanced((r, c));
+            if b > joint.0 {
+                joint = (b, (r, c));
+            }
+        }
+    }
+    let served = AnswerConfig::default();
+    let served_t = (served.relevance_threshold, served.coverage_threshold);
+    let mut table = String::from(
+        "| gate | dense ≥ | coverage ≥ | calibration balanced acc. | test in-scope pass | test out-of-scope refused |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, bal, t, key) in [
+        ("built-in default", balanced(served_t), served_t, "default"),
+        ("dense score, calibrated", dense_only.0, dense_only.1, "dense"),
+        ("dense + coverage, calibrated", joint.0, joint.1, "joint"),
+    ] {
+        let (pass, refused) = (pass_rate(&test_in, t), 1.0 - pass_rate(&test_out, t));
+        report.metric(format!("rag.gate.{key}.in_scope_pass"), pass);
+        report.metric(format!("rag.gate.{key}.out_of_scope_refused"), refused);
+        table.push_str(&format!(
+            "| {name} | {:.4} | {:.3} | {} | {} | {} |\n",
+            t.0,
+            t.1,
+            fmt_num(bal),
+            fmt_num(pass),
+            fmt_num(refused)
+        ));
+    }
+    report.metric("rag.gate.relevance_threshold", joint.1 .0 as f64);
+    report.metric("rag.gate.coverage_threshold", joint.1 .1 as f64);
+    let q = |v: &[(f32, f32)], f: fn(&(f32, f32)) -> f32, p: f64| {
+        let mut v: Vec<f64> = v.iter().map(|x| f(x) as f64).collect();
+        percentile(&mut v, p)
+    };
+    let mut dist = String::from("| set | n | dense p5 | dense p50 | dense p95 | coverage p5 | coverage p50 | coverage p95 |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (name, v) in [
+        ("in-scope, calibration", &cal_in),
+        ("out-of-scope, calibration (gov_qa)", &cal_out),
+        ("in-scope, test", &test_in),
+        ("out-of-scope, test (nlu_dept)", &test_out),
+    ] {
+        let (d, c): (fn(&(f32, f32)) -> f32, fn(&(f32, f32)) -> f32) = (|x| x.0, |x| x.1);
+        dist.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} |\n",
+            v.len(),
+            fmt_num(q(v, d, 0.05)),
+            fmt_num(q(v, d, 0.5)),
+            fmt_num(q(v, d, 0.95)),
+            fmt_num(q(v, c, 0.05)),
+            fmt_num(q(v, c, 0.5)),
+            fmt_num(q(v, c, 0.95))
+        ));
+    }
+    let (r, c) = joint.1;
+    report.section(format!(
+        "## Refusal gate\n\nThe answer path refuses (and hands off to a human) when the best dense cosine of the retrieved sources or the share of the question's character bigrams found in them is below a threshold. Thresholds are chosen on the calibration sets (in-scope questions {}.., 400 of dispatch/msgabench_gov_qa) and measured on the test sets (in-scope questions 0..{split}, dispatch/msgabench_nlu_dept). Serve the calibrated gate with `ZHENGWU_RAG_RELEVANCE={r:.4} ZHENGWU_RAG_COVERAGE={c:.3}`.\n\n{table}\n{dist}",
+        split
+    ));
+    eprintln!("rag: gate dense >= {r:.4}, coverage >= {c:.3}");
+    Ok(Some(Gate { relevance: r, coverage: c }))
 }
 
 fn answer_metrics(
@@ -210,6 +353,7 @@ fn answer_metrics(
     registry: &Registry,
     kb: Arc<KnowledgeBase>,
     qa: &[Value],
+    gate: Option<Gate>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let model = args.models.first().cloned().unwrap_or_else(|| "qwen2.5-1.5b-instruct".into());
@@ -219,10 +363,19 @@ fn answer_metrics(
         &candle_core::Device::Cpu,
         Default::default(),
     )?;
-    let answerer = Answerer { kb, generator: Arc::new(engine), config: Default::default() };
+    let mut config = AnswerConfig::default();
+    if let Some(g) = gate {
+        config.relevance_threshold = g.relevance;
+        config.coverage_threshold = g.coverage;
+    }
+    let answerer = Answerer { kb, generator: Arc::new(engine), config };
     let n = args.rag_answers;
     let (mut contained, mut f1, mut refused) = (0.0, 0.0, 0.0);
     let mut asked = 0.0;
+    // Per-question answers, for reading failures (outside the project: it holds data text).
+    let detail_path = std::env::temp_dir().join("zhengwu-rag-answers.jsonl");
+    let mut detail = String::new();
+    let (mut prefill, mut decode, mut ptoks) = (0.0, 0.0, 0usize);
     for q in qa.iter().take(n) {
         let gold = q.get("answer").and_then(|a| a.get("text")).and_then(|t| t.as_str()).unwrap_or_default();
         let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
@@ -235,11 +388,22 @@ fn answer_metrics(
             contained += 1.0;
         }
         f1 += char_f1(&a.answer, gold);
+        prefill += a.timings.prefill_secs;
+        decode += a.timings.decode_secs;
+        ptoks += a.timings.prompt_tokens;
+        detail.push_str(&serde_json::json!({"question": s(q, "question"), "gold": gold, "answer": a.answer, "kind": a.kind, "relevance": a.relevance, "contained": !gold.is_empty() && normalise(&a.answer).contains(&normalise(gold))}).to_string());
+        detail.push('\n');
+        eprintln!("rag: answered {}/{n}: containment so far {:.3}", asked as usize, contained / asked);
     }
+    fs_err::write(&detail_path, &detail)?;
+    eprintln!("rag: per-question answers in {}", detail_path.display());
     let asked = f64::max(asked, 1.0);
     report.metric("rag.answer.containment", contained / asked);
     report.metric("rag.answer.char_f1", f1 / asked);
     report.metric("rag.answer.refusal_in_scope", refused / asked);
+    report.metric("rag.answer.prompt_tokens_mean", ptoks as f64 / asked);
+    report.metric("rag.answer.prefill_secs_mean", prefill / asked);
+    report.metric("rag.answer.decode_secs_mean", decode / asked);
     // Out of scope: hotline questions of another domain (should be refused).
     let oos_path = args.data.join("dispatch/msgabench_nlu_dept.jsonl");
     let mut oos_refused = 0.0;
@@ -256,7 +420,11 @@ fn answer_metrics(
         report.metric("rag.refusal.out_of_scope", oos_refused / f64::max(oos_n, 1.0));
     }
     report.section(format!(
-        "## Answers\n\nModel `{model}`, first {n} questions (greedy, max 160 tokens). Out-of-scope: first {oos_n} questions of dispatch/msgabench_nlu_dept.jsonl."
+        "## Answers\n\nModel `{model}`, first {n} questions (greedy, max 160 tokens), relevance gate {}. Out-of-scope: first {oos_n} questions of dispatch/msgabench_nlu_dept.jsonl.",
+        match gate {
+            Some(g) => format!("dense ≥ {:.4}, coverage ≥ {:.3} (calibrated above)", g.relevance, g.coverage),
+            None => format!("dense ≥ {} (built-in default)", answerer.config.relevance_threshold),
+        }
     ));
     Ok(())
 }

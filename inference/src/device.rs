@@ -37,3 +37,25 @@ pub fn cpu_features() -> String {
         candle_core::utils::get_num_threads()
     )
 }
+
+/// Single-thread sequential read bandwidth in GB/s: the best of three passes over 512 MiB,
+/// summed with eight independent accumulators (vectorised loads, no dependency chain), i.e. how
+/// fast one core can stream weights from memory at best.
+pub fn read_bandwidth_gb_s() -> f64 {
+    let words = 64 * 1024 * 1024; // 512 MiB of u64
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let mut best = 0.0_f64;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let mut acc = [0u64; 8];
+        for chunk in buf.chunks_exact(8) {
+            for (a, w) in acc.iter_mut().zip(chunk) {
+                *a = a.wrapping_add(*w);
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        std::hint::black_box(acc);
+        best = best.max((words * 8) as f64 / secs / 1e9);
+    }
+    best
+}

@@ -61,7 +61,11 @@ impl RagConfig {
     /// `ZHENGWU_KB_DIR` (default `knowledge-base/policy`), `ZHENGWU_KB_STORE` (default
     /// `knowledge-base/.index`), `ZHENGWU_KB_AUTO_INGEST=1` to sync the folder at start-up,
     /// `ZHENGWU_KB_FUSION=DENSE:SPARSE[:K]` for the fusion settings (see
-    /// [`crate::store::FusionWeights::parse`]); an invalid value is an error.
+    /// [`crate::store::FusionWeights::parse`]), `ZHENGWU_RAG_RELEVANCE=T` for the relevance
+    /// gate (best dense cosine below which `/api/ask` refuses; `zhengwu eval rag` calibrates it
+    /// on held-out data), `ZHENGWU_RAG_COVERAGE=T` for the question-coverage gate (see
+    /// [`crate::answer::question_coverage`]) and `ZHENGWU_RAG_FAQ=T` for verbatim FAQ answers;
+    /// an invalid value is an error.
     pub fn from_env() -> crate::error::Result<Self> {
         let (docs_dir, store_dir) = (Self::docs_dir_from_env(), Self::store_dir_from_env());
         // Off by default: every `serve` (tests start many) would otherwise write the store.
@@ -71,7 +75,26 @@ impl RagConfig {
                 .map_err(|e| crate::error::Error::invalid(format!("ZHENGWU_KB_FUSION: {e}")))?,
             Err(_) => crate::store::FusionWeights::default(),
         };
-        Ok(Self { docs_dir, store_dir, auto_ingest, answer: AnswerConfig::default(), weights })
+        let mut answer = AnswerConfig::default();
+        for (var, slot) in [
+            ("ZHENGWU_RAG_RELEVANCE", &mut answer.relevance_threshold),
+            ("ZHENGWU_RAG_COVERAGE", &mut answer.coverage_threshold),
+            ("ZHENGWU_RAG_FAQ", &mut answer.faq_threshold),
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                *slot = parse_cosine(&v).map_err(|e| crate::error::Error::invalid(format!("{var}: {e}")))?;
+            }
+        }
+        Ok(Self { docs_dir, store_dir, auto_ingest, answer, weights })
+    }
+}
+
+/// A cosine threshold: a number in [-1, 1].
+fn parse_cosine(v: &str) -> std::result::Result<f32, String> {
+    match v.trim().parse::<f32>() {
+        Ok(t) if (-1.0..=1.0).contains(&t) => Ok(t),
+        Ok(t) => Err(format!("{t} is not a cosine (expected -1..=1)")),
+        Err(_) => Err(format!("`{v}` is not a number")),
     }
 }
 
@@ -450,5 +473,17 @@ fn timings(retrieve_secs: f64, c: &zhengwu_inference::Completion) -> Timings {
         decode_secs: c.decode_secs,
         prompt_tokens: c.prompt_tokens,
         completion_tokens: c.completion_tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cosine;
+
+    #[test]
+    fn cosine_thresholds_are_validated() {
+        assert_eq!(parse_cosine(" 0.87 "), Ok(0.87));
+        assert!(parse_cosine("1.5").unwrap_err().contains("not a cosine"));
+        assert!(parse_cosine("high").unwrap_err().contains("not a number"));
     }
 }

@@ -164,6 +164,18 @@ impl Proj {
         }
     }
 
+    /// One or more rows of f32 in, rows out, without building tensors (the host decode path).
+    fn forward_vec(&self, x: &[f32], k: usize, device: &Device) -> Result<Vec<f32>> {
+        match self {
+            Proj::Q8(q) => Ok(q.forward_slice(x)),
+            Proj::K(q) => Ok(q.forward_slice(x)),
+            Proj::Candle(m) => {
+                let t = Tensor::from_slice(x, (x.len() / k, k), device)?;
+                Ok(m.forward(&t)?.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+            }
+        }
+    }
+
     fn bytes(&self) -> usize {
         match self {
             Proj::Candle(QMatMul::QTensor(t)) => t.storage_size_in_bytes(),
@@ -234,6 +246,9 @@ pub struct QuantizedTransformer {
     cos: Tensor,
     sin: Tensor,
     device: Device,
+    /// Norms, biases and rotary tables as plain vectors, for the one-token decode path on the
+    /// CPU (`None` on other devices or with `ZHENGWU_NO_HOST_DECODE`).
+    host: Option<HostDecode>,
 }
 
 impl QuantizedTransformer {
@@ -321,11 +336,27 @@ impl QuantizedTransformer {
             });
         }
         let (cos, sin) = rope_tables(config.head_dim, config.rope_base, config.context_length, device)?;
-        Ok(Self { config, embed, blocks, norm: output_norm, output, kernels, cos, sin, device: device.clone() })
+        let host = match device {
+            Device::Cpu if std::env::var_os("ZHENGWU_NO_HOST_DECODE").is_none() => {
+                Some(HostDecode::new(&blocks, &output_norm, &cos, &sin)?)
+            }
+            _ => None,
+        };
+        Ok(Self { config, embed, blocks, norm: output_norm, output, kernels, cos, sin, device: device.clone(), host })
     }
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Turn the one-token host decode path on or off (on by default on the CPU; for A/B runs
+    /// and the test that checks it against the tensor path). Returns whether it is on.
+    pub fn set_host_decode(&mut self, on: bool) -> Result<bool> {
+        self.host = match (on, &self.device) {
+            (true, Device::Cpu) => Some(HostDecode::new(&self.blocks, &self.norm, &self.cos, &self.sin)?),
+            _ => None,
+        };
+        Ok(self.host.is_some())
     }
 
     /// A fresh, empty cache for one request.
@@ -361,6 +392,9 @@ impl QuantizedTransformer {
                 tokens: pos + seq_len,
                 limit: self.config.context_length,
             });
+        }
+        if let (1, Some(host)) = (seq_len, &self.host) {
+            return self.decode_on_host(host, tokens[0], cache);
         }
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed_tokens(tokens, &ids)?.unsqueeze(0)?; // (1, L, hidden)
@@ -462,6 +496,216 @@ impl QuantizedTransformer {
     }
 }
 
+/// What the one-token decode path needs besides the projections, as plain vectors.
+struct HostDecode {
+    layers: Vec<HostLayer>,
+    out_norm: Vec<f32>,
+    /// Rotary tables `[position][head_dim / 2]`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+struct HostLayer {
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
+    q_bias: Option<Vec<f32>>,
+    k_bias: Option<Vec<f32>>,
+    v_bias: Option<Vec<f32>>,
+    o_bias: Option<Vec<f32>>,
+}
+
+fn host_vec(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+}
+
+impl HostDecode {
+    fn new(blocks: &[Block], out_norm: &RmsNorm, cos: &Tensor, sin: &Tensor) -> Result<Self> {
+        let opt = |t: &Option<Tensor>| t.as_ref().map(host_vec).transpose();
+        let norm = |n: &Option<RmsNorm>| n.as_ref().map(|n| host_vec(&n.weight)).transpose();
+        let layers = blocks
+            .iter()
+            .map(|b| {
+                Ok(HostLayer {
+                    attn_norm: host_vec(&b.attn_norm.weight)?,
+                    ffn_norm: host_vec(&b.ffn_norm.weight)?,
+                    q_norm: norm(&b.q_norm)?,
+                    k_norm: norm(&b.k_norm)?,
+                    q_bias: opt(&b.q.bias)?,
+                    k_bias: opt(&b.k.bias)?,
+                    v_bias: opt(&b.v.bias)?,
+                    o_bias: opt(&b.o.bias)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, out_norm: host_vec(&out_norm.weight)?, cos: host_vec(cos)?, sin: host_vec(sin)? })
+    }
+}
+
+/// `x · w / sqrt(mean(x²) + eps)`, as candle's `rms_norm`, per row of `w.len()` values.
+fn rms_norm_rows(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(w.len()) {
+        let ms = row.iter().map(|v| v * v).sum::<f32>() / w.len() as f32;
+        let r = 1.0 / (ms + eps).sqrt();
+        out.extend(row.iter().zip(w).map(|(v, g)| v * r * g));
+    }
+    out
+}
+
+fn add_bias(x: &mut [f32], b: &Option<Vec<f32>>) {
+    if let Some(b) = b {
+        x.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+    }
+}
+
+/// Rotate every head of `x` (heads of `hd` values) by the angles of one position, as candle's
+/// `rope` (halves) or `rope_i` (adjacent pairs).
+fn rope_in_place(x: &mut [f32], hd: usize, cos: &[f32], sin: &[f32], style: RopeStyle) {
+    let half = hd / 2;
+    for head in x.chunks_exact_mut(hd) {
+        for i in 0..half {
+            let (c, s) = (cos[i], sin[i]);
+            let (a, b) = match style {
+                RopeStyle::Halves => (i, i + half),
+                RopeStyle::Interleaved => (2 * i, 2 * i + 1),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            head[a] = x0 * c - x1 * s;
+            head[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight partial sums so the compiler keeps them in one vector register.
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>()
+}
+
+/// The f32 contents of a contiguous CPU tensor (the KV cache buffers).
+fn with_cpu_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(Error::Invalid("host decode on a tensor that is not in CPU memory".into()));
+    };
+    if !layout.is_contiguous() {
+        return Err(Error::Invalid("host decode on a non-contiguous KV cache".into()));
+    }
+    let all = cpu.as_slice::<f32>()?;
+    Ok(f(&all[layout.start_offset()..layout.start_offset() + layout.shape().elem_count()]))
+}
+
+/// Sizes for [`attend_one_token`].
+#[derive(Debug, Clone, Copy)]
+struct AttnShape {
+    n_head: usize,
+    n_kv: usize,
+    hd: usize,
+    /// Positions in the cache, the new token's included.
+    kv_len: usize,
+    /// Positions the cache buffers hold room for.
+    cap: usize,
+}
+
+/// Attention of one new token: `q` is `[n_head][hd]` (rotated), `kc`/`vc` the cache buffers laid
+/// out `[n_kv][cap][hd]` of which the first `kv_len` positions are filled. Query head `h` reads
+/// K/V head `h / (n_head / n_kv)` (grouped-query attention). Returns `[n_head][hd]`.
+fn attend_one_token(q: &[f32], kc: &[f32], vc: &[f32], s: AttnShape) -> Vec<f32> {
+    use rayon::prelude::*;
+    let AttnShape { n_head, n_kv, hd, kv_len, cap } = s;
+    let n_rep = n_head / n_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut y = vec![0f32; n_head * hd];
+    let head = |(h, out): (usize, &mut [f32])| {
+        let qh = &q[h * hd..(h + 1) * hd];
+        let base = (h / n_rep) * cap * hd;
+        let mut scores: Vec<f32> = (0..kv_len).map(|t| dot(qh, &kc[base + t * hd..base + (t + 1) * hd]) * scale).collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        for (t, p) in scores.iter().enumerate() {
+            let w = p * inv;
+            let vt = &vc[base + t * hd..base + (t + 1) * hd];
+            out.iter_mut().zip(vt).for_each(|(o, v)| *o += w * v);
+        }
+    };
+    // Threads pay off only when the cache is long.
+    if kv_len >= 256 && rayon::current_num_threads() > 1 {
+        y.par_chunks_mut(hd).enumerate().for_each(head);
+    } else {
+        y.chunks_mut(hd).enumerate().for_each(head);
+    }
+    y
+}
+
+impl QuantizedTransformer {
+    /// One token through the model with plain vectors between the projections: no tensor is
+    /// built per operation, and attention reads the KV cache in place (no copy of the cache
+    /// per token). Same arithmetic as the tensor path up to float summation order.
+    fn decode_on_host(&self, host: &HostDecode, token: u32, cache: &mut KvCache) -> Result<Tensor> {
+        let c = &self.config;
+        let (hd, n_head, n_kv) = (c.head_dim, c.n_head, c.n_kv_head);
+        let eps = c.rms_eps as f32;
+        let pos = cache.len;
+        let half = hd / 2;
+        let (cos, sin) = (&host.cos[pos * half..(pos + 1) * half], &host.sin[pos * half..(pos + 1) * half]);
+        let ids = Tensor::new(&[token], &self.device)?;
+        let mut x = host_vec(&self.embed_tokens(&[token], &ids)?)?;
+        for ((b, hl), lc) in self.blocks.iter().zip(&host.layers).zip(cache.layers.iter_mut()) {
+            let h = rms_norm_rows(&x, &hl.attn_norm, eps);
+            let mut q = b.q.weight.forward_vec(&h, c.hidden, &self.device)?;
+            let mut k = b.k.weight.forward_vec(&h, c.hidden, &self.device)?;
+            let mut v = b.v.weight.forward_vec(&h, c.hidden, &self.device)?;
+            add_bias(&mut q, &hl.q_bias);
+            add_bias(&mut k, &hl.k_bias);
+            add_bias(&mut v, &hl.v_bias);
+            if let Some(w) = &hl.q_norm {
+                q = rms_norm_rows(&q, w, eps);
+            }
+            if let Some(w) = &hl.k_norm {
+                k = rms_norm_rows(&k, w, eps);
+            }
+            rope_in_place(&mut q, hd, cos, sin, c.rope_style);
+            rope_in_place(&mut k, hd, cos, sin, c.rope_style);
+            lc.append(&Tensor::from_vec(k, (1, n_kv, 1, hd), &self.device)?, &Tensor::from_vec(v, (1, n_kv, 1, hd), &self.device)?)?;
+            let kv_len = pos + 1;
+            let cap = lc.k_cache().max_seq_len();
+            let (Some(kb), Some(vb)) = (lc.k_cache().all_data(), lc.v_cache().all_data()) else {
+                return Err(Error::Invalid("KV cache empty after append".into()));
+            };
+            let shape = AttnShape { n_head, n_kv, hd, kv_len, cap };
+            let y = with_cpu_f32(kb, |kc| with_cpu_f32(vb, |vc| attend_one_token(&q, kc, vc, shape)))??;
+            let mut o = b.o.weight.forward_vec(&y, n_head * hd, &self.device)?;
+            add_bias(&mut o, &hl.o_bias);
+            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+            let h = rms_norm_rows(&x, &hl.ffn_norm, eps);
+            let gate = b.gate.forward_vec(&h, c.hidden, &self.device)?;
+            let up = b.up.forward_vec(&h, c.hidden, &self.device)?;
+            let act: Vec<f32> = gate.iter().zip(&up).map(|(g, u)| g / (1.0 + (-g).exp()) * u).collect();
+            let down = b.down.forward_vec(&act, act.len(), &self.device)?;
+            x.iter_mut().zip(&down).for_each(|(x, d)| *x += d);
+        }
+        cache.len += 1;
+        let h = rms_norm_rows(&x, &host.out_norm, eps);
+        let logits = self.output.forward_vec(&h, c.hidden, &self.device)?;
+        let n = logits.len();
+        Ok(Tensor::from_vec(logits, n, &self.device)?)
+    }
+}
+
 pub(crate) fn rope_tables(head_dim: usize, base: f32, len: usize, device: &Device) -> Result<(Tensor, Tensor)> {
     let inv: Vec<f32> = (0..head_dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / head_dim as f32)).collect();
     let inv = Tensor::new(inv.as_slice(), device)?.unsqueeze(0)?;
@@ -485,3 +729,62 @@ pub fn is_slow_legacy_quant(dtype: GgmlDType) -> bool {
     matches!(dtype, GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1)
 }
 
+
+#[cfg(test)]
+mod host_decode_tests {
+    use super::*;
+
+    fn data(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.5 - 1.0).collect()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    }
+
+    #[test]
+    fn host_rms_norm_and_rope_match_candle() {
+        let dev = Device::Cpu;
+        let (heads, hd) = (3, 8);
+        let x = data(heads * hd, 1);
+        let w = data(hd, 2);
+        let t = Tensor::from_vec(x.clone(), (heads, hd), &dev).unwrap();
+        let wt = Tensor::from_vec(w.clone(), hd, &dev).unwrap();
+        let want: Vec<f32> = candle_nn::ops::rms_norm(&t, &wt, 1e-6).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(max_diff(&rms_norm_rows(&x, &w, 1e-6), &want) < 1e-5);
+        let (cos, sin) = rope_tables(hd, 10_000.0, 16, &dev).unwrap();
+        let pos = 11;
+        let (c, s) = (host_vec(&cos).unwrap(), host_vec(&sin).unwrap());
+        let (c, s) = (&c[pos * hd / 2..(pos + 1) * hd / 2], &s[pos * hd / 2..(pos + 1) * hd / 2]);
+        let t4 = t.reshape((1, heads, 1, hd)).unwrap();
+        let (cn, sn) = (cos.narrow(0, pos, 1).unwrap(), sin.narrow(0, pos, 1).unwrap());
+        for (style, want) in [
+            (RopeStyle::Halves, candle_nn::rotary_emb::rope(&t4, &cn, &sn).unwrap()),
+            (RopeStyle::Interleaved, candle_nn::rotary_emb::rope_i(&t4, &cn, &sn).unwrap()),
+        ] {
+            let mut got = x.clone();
+            rope_in_place(&mut got, hd, c, s, style);
+            let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(max_diff(&got, &want) < 1e-5, "{style:?}");
+        }
+    }
+
+    #[test]
+    fn host_attention_matches_the_tensor_formula() {
+        let dev = Device::Cpu;
+        let (n_head, n_kv, hd, kv_len, cap) = (6, 2, 16, 37, 64);
+        let q = data(n_head * hd, 3);
+        let kc = data(n_kv * cap * hd, 4);
+        let vc = data(n_kv * cap * hd, 5);
+        let got = attend_one_token(&q, &kc, &vc, AttnShape { n_head, n_kv, hd, kv_len, cap });
+        // The tensor path: fold the query heads of a group, scores, softmax, weighted values.
+        let k = Tensor::from_vec(kc, (1, n_kv, cap, hd), &dev).unwrap().narrow(2, 0, kv_len).unwrap();
+        let v = Tensor::from_vec(vc, (1, n_kv, cap, hd), &dev).unwrap().narrow(2, 0, kv_len).unwrap();
+        let qt = Tensor::from_vec(q, (1, n_kv, n_head / n_kv, hd), &dev).unwrap();
+        let scores = (qt.matmul(&k.contiguous().unwrap().t().unwrap()).unwrap() * (1.0 / (hd as f64).sqrt())).unwrap();
+        let probs = candle_nn::ops::softmax_last_dim(&scores).unwrap();
+        let want: Vec<f32> = probs.matmul(&v.contiguous().unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert!(max_diff(&got, &want) < 1e-5, "{}", max_diff(&got, &want));
+    }
+}

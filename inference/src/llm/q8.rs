@@ -90,13 +90,20 @@ impl Q8Linear {
             return Err(Error::Invalid(format!("q8 forward: input width {k}, weight width {}", self.k)));
         }
         let xs = x.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
-        let m = xs.len() / k;
-        let (aq, ad) = quantize_rows(&xs, m, k);
-        let mut out = vec![0f32; m * self.n];
-        self.matmul(&aq, &ad, m, &mut out);
+        let out = self.forward_slice(&xs);
         let mut out_dims = dims;
         *out_dims.last_mut().expect("non-empty") = self.n;
         Ok(Tensor::from_vec(out, out_dims, x.device())?)
+    }
+
+    /// `xs` holds `m` rows of `k` values; returns `m` rows of `n`.
+    pub fn forward_slice(&self, xs: &[f32]) -> Vec<f32> {
+        assert_eq!(xs.len() % self.k, 0, "q8 forward: input is not whole rows of {}", self.k);
+        let m = xs.len() / self.k;
+        let (aq, ad) = quantize_rows(xs, m, self.k);
+        let mut out = vec![0f32; m * self.n];
+        self.matmul(&aq, &ad, m, &mut out);
+        out
     }
 
     /// `out[m × n] = a[m × k] · wᵀ`, split over rayon's threads by weight rows.
