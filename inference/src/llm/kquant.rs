@@ -55,23 +55,6 @@ pub struct KQuantLinear {
     n: usize,
     k: usize,
     rows: Rows,
-    /// The one-token Q4_K product may use the AVX-512 kernel (decided at load).
-    avx512: bool,
-}
-
-/// True when this CPU can run the AVX-512 variant of the one-token Q4_K kernel
-/// (`ZHENGWU_NO_AVX512_KQUANT` turns it off for A/B runs).
-fn avx512_supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::env::var_os("ZHENGWU_NO_AVX512_KQUANT").is_none()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// True when this CPU can run the kernel.
@@ -132,7 +115,7 @@ impl KQuantLinear {
         } else {
             Rows::Q6(raw.chunks_exact(Q6K_BYTES).map(repack_q6k).collect())
         };
-        Ok(Some(Self { n, k, rows, avx512: avx512_supported() }))
+        Ok(Some(Self { n, k, rows }))
     }
 
     pub fn out_dim(&self) -> usize {
@@ -206,17 +189,6 @@ impl KQuantLinear {
             assert!(out.len() == m * (e - s));
             let w = e - s;
             match &self.rows {
-                // SAFETY (AVX-512): `self.avx512` is only set when the CPU has avx512f/bw.
-                Rows::Q4(blocks) if self.avx512 => tiled(
-                    &blocks[s * nb..e * nb],
-                    nb,
-                    act,
-                    m,
-                    w,
-                    out,
-                    |r, a| [unsafe { avx512::dot_q4k(r, &a[0]) }],
-                    |r, a| unsafe { avx2::dot_q4k::<4>(r, a) },
-                ),
                 Rows::Q4(blocks) => tiled(
                     &blocks[s * nb..e * nb],
                     nb,
@@ -267,18 +239,20 @@ fn tiled<B>(
 ) {
     for t0 in (0..m).step_by(TOKEN_TILE) {
         let t1 = (t0 + TOKEN_TILE).min(m);
-        for j in 0..w {
-            let row = &rows[j * nb..(j + 1) * nb];
+        // The tile's activation rows, sliced once for all weight rows.
+        let tile: Vec<ActRow<'_>> = (t0..t1).map(|t| act.row(t, nb)).collect();
+        for (j, row) in rows.chunks_exact(nb).take(w).enumerate() {
+            let mut quads = tile.chunks_exact(4);
             let mut t = t0;
-            while t + 4 <= t1 {
-                let r = dot4(row, &[act.row(t, nb), act.row(t + 1, nb), act.row(t + 2, nb), act.row(t + 3, nb)]);
+            for q in quads.by_ref() {
+                let r = dot4(row, &[q[0], q[1], q[2], q[3]]);
                 for (u, v) in r.into_iter().enumerate() {
                     out[(t + u) * w + j] = v;
                 }
                 t += 4;
             }
-            while t < t1 {
-                out[t * w + j] = dot1(row, &[act.row(t, nb)])[0];
+            for a in quads.remainder() {
+                out[t * w + j] = dot1(row, &[*a])[0];
                 t += 1;
             }
         }
@@ -345,7 +319,9 @@ impl ActQ8K {
             let scale = amax / 127.0;
             let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
             for (o, v) in dst.iter_mut().zip(src) {
-                *o = (v * inv).round().clamp(-127.0, 127.0) as i8;
+                // Round half away from zero without a libm call (|v · inv| ≤ 127).
+                let x = v * inv;
+                *o = (x + 0.5f32.copysign(x)) as i32 as i8;
             }
             d[bi] = scale;
             for (g, group) in dst.chunks_exact(16).enumerate() {
@@ -528,69 +504,6 @@ mod avx2 {
     }
 }
 
-/// The one-token Q4_K kernel on 512-bit vectors: two 64-byte loads cover a super-block's
-/// quants, so each 256 values cost half the instructions of the AVX2 kernel (same arithmetic).
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::super::simd::PREFETCH_BYTES;
-    use super::{ActRow, Q4Block, QK_K};
-    use std::arch::x86_64::*;
-
-    /// `Σ row · act` for one Q4_K row and one token.
-    ///
-    /// # Safety
-    /// The CPU must support avx512f and avx512bw; `act` holds as many super-blocks as `row`.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
-    pub unsafe fn dot_q4k(row: &[Q4Block], act: &ActRow<'_>) -> f32 {
-        debug_assert!(act.q.len() == row.len() * QK_K && act.d.len() == row.len() && act.bsums.len() == row.len() * 16);
-        let m4 = _mm512_set1_epi8(0x0F);
-        // 64 quant bytes hold chunks c = 2p and 2p + 1: low nibbles are sub-blocks 4p (lower
-        // 256 bits) and 4p + 2 (upper), high nibbles 4p + 1 and 4p + 3. These word indexes
-        // spread the matching scale over each half.
-        let idx = |a: i16, b: i16| _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(a)), _mm256_set1_epi16(b), 1);
-        let idx_lo = [idx(0, 2), idx(4, 6)];
-        let idx_hi = [idx(1, 3), idx(5, 7)];
-        let mut acc = _mm512_setzero_ps();
-        let mut acc_min = _mm_setzero_ps();
-        for (i, b) in row.iter().enumerate() {
-            unsafe {
-                let p = (b as *const Q4Block as *const i8).wrapping_add(PREFETCH_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(p);
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(128));
-                let d_act = *act.d.get_unchecked(i);
-                // Minimums: Σ_j m[j] · (activation sum of sub-block j), as 4 int32 lanes.
-                let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(b.m.as_ptr() as *const __m128i));
-                let bs = _mm256_loadu_si256(act.bsums.as_ptr().add(i * 16) as *const __m256i);
-                let bs32 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
-                let pm = _mm_madd_epi16(mins, bs32);
-                acc_min = _mm_fmadd_ps(_mm_set1_ps(d_act * b.dmin), _mm_cvtepi32_ps(pm), acc_min);
-                let scales = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(b.sc.as_ptr() as *const __m128i)));
-                let a = act.q.as_ptr().add(i * QK_K) as *const __m256i;
-                let mut sumi = _mm512_setzero_si512();
-                for h in 0..2 {
-                    let bits = _mm512_loadu_si512(b.qs.as_ptr().add(h * 64) as *const __m512i);
-                    let lo = _mm512_and_si512(bits, m4);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16(bits, 4), m4);
-                    // Activations of the same sub-blocks: 32 bytes at 0/64 (low) and 32/96 (high).
-                    let base = a.add(h * 4);
-                    let alo = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(base)), _mm256_loadu_si256(base.add(2)), 1);
-                    let ahi = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(base.add(1))), _mm256_loadu_si256(base.add(3)), 1);
-                    let plo = _mm512_maddubs_epi16(lo, alo);
-                    let phi = _mm512_maddubs_epi16(hi, ahi);
-                    sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(plo, _mm512_permutexvar_epi16(idx_lo[h], scales)));
-                    sumi = _mm512_add_epi32(sumi, _mm512_madd_epi16(phi, _mm512_permutexvar_epi16(idx_hi[h], scales)));
-                }
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(d_act * b.d), _mm512_cvtepi32_ps(sumi), acc);
-            }
-        }
-        let m = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
-        let m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
-        _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(m)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,27 +554,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    #[test]
-    fn avx512_and_avx2_one_token_kernels_agree() {
-        if !supported() || !avx512_supported() {
-            eprintln!("no AVX-512 here: only the AVX2 kernel runs on this CPU");
-            return;
-        }
-        let (n, k) = (19, 768);
-        let wt = Tensor::from_vec(weights(n, k), (n, k), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&wt, GgmlDType::Q4K).unwrap();
-        let mut lin = KQuantLinear::from_qtensor(&q).unwrap().unwrap();
-        assert!(lin.avx512);
-        let x: Vec<f32> = (0..k).map(|i| (i * 7_919 % 991) as f32 / 991.0 - 0.5).collect();
-        let wide = lin.forward_slice(&x);
-        lin.avx512 = false;
-        let narrow = lin.forward_slice(&x);
-        for (j, (a, b)) in wide.iter().zip(&narrow).enumerate() {
-            // Same integer products; only the float summation order differs.
-            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "row {j}: {a} vs {b}");
         }
     }
 

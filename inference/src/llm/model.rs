@@ -621,34 +621,90 @@ struct AttnShape {
 /// K/V head `h / (n_head / n_kv)` (grouped-query attention). Returns `[n_head][hd]`.
 fn attend_one_token(q: &[f32], kc: &[f32], vc: &[f32], s: AttnShape) -> Vec<f32> {
     use rayon::prelude::*;
+    let width = (s.n_head / s.n_kv) * s.hd;
+    let mut y = vec![0f32; s.n_head * s.hd];
+    // Threads pay off only when the cache is long.
+    if s.kv_len >= 256 && rayon::current_num_threads() > 1 {
+        y.par_chunks_mut(width).enumerate().for_each(|(g, out)| attend_group(g, out, q, kc, vc, s));
+    } else {
+        for (g, out) in y.chunks_mut(width).enumerate() {
+            attend_group(g, out, q, kc, vc, s);
+        }
+    }
+    y
+}
+
+/// One K/V group: its `n_rep` query heads (`out` is `[n_rep][hd]`), on AVX2 where the CPU has it.
+fn attend_group(g: usize, out: &mut [f32], q: &[f32], kc: &[f32], vc: &[f32], s: AttnShape) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for.
+        #[allow(unsafe_code)]
+        return unsafe { attend_group_avx2(g, out, q, kc, vc, s) };
+    }
+    attend_group_generic(g, out, q, kc, vc, s, dot)
+}
+
+/// [`attend_group_generic`] compiled for AVX2, with an FMA dot product (LLVM keeps the generic
+/// one scalar).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attend_group_avx2(g: usize, out: &mut [f32], q: &[f32], kc: &[f32], vc: &[f32], s: AttnShape) {
+    attend_group_generic(g, out, q, kc, vc, s, |a, b| super::simd::dot_f32(a, b))
+}
+
+/// The group's query heads meet every cached position while the position's K (then V) row is
+/// in L1. Plain loops only: closures handed to iterator adapters would be compiled outside the
+/// AVX2 copy.
+#[inline(always)]
+fn attend_group_generic(
+    g: usize,
+    out: &mut [f32],
+    q: &[f32],
+    kc: &[f32],
+    vc: &[f32],
+    s: AttnShape,
+    dot: impl Fn(&[f32], &[f32]) -> f32,
+) {
     let AttnShape { n_head, n_kv, hd, kv_len, cap } = s;
     let n_rep = n_head / n_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut y = vec![0f32; n_head * hd];
-    let head = |(h, out): (usize, &mut [f32])| {
-        let qh = &q[h * hd..(h + 1) * hd];
-        let base = (h / n_rep) * cap * hd;
-        let mut scores: Vec<f32> = (0..kv_len).map(|t| dot(qh, &kc[base + t * hd..base + (t + 1) * hd]) * scale).collect();
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let qs = &q[g * n_rep * hd..(g + 1) * n_rep * hd];
+    let base = g * cap * hd;
+    // scores[r * kv_len + t]
+    let mut scores = vec![0f32; n_rep * kv_len];
+    for t in 0..kv_len {
+        let kt = &kc[base + t * hd..base + (t + 1) * hd];
+        for r in 0..n_rep {
+            scores[r * kv_len + t] = dot(&qs[r * hd..(r + 1) * hd], kt) * scale;
+        }
+    }
+    for r in 0..n_rep {
+        let row = &mut scores[r * kv_len..(r + 1) * kv_len];
+        let mut max = f32::NEG_INFINITY;
+        for v in row.iter() {
+            max = max.max(*v);
+        }
         let mut sum = 0.0;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
+        for v in row.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
         }
         let inv = 1.0 / sum;
-        for (t, p) in scores.iter().enumerate() {
-            let w = p * inv;
-            let vt = &vc[base + t * hd..base + (t + 1) * hd];
-            out.iter_mut().zip(vt).for_each(|(o, v)| *o += w * v);
+        for v in row.iter_mut() {
+            *v *= inv;
         }
-    };
-    // Threads pay off only when the cache is long.
-    if kv_len >= 256 && rayon::current_num_threads() > 1 {
-        y.par_chunks_mut(hd).enumerate().for_each(head);
-    } else {
-        y.chunks_mut(hd).enumerate().for_each(head);
     }
-    y
+    for t in 0..kv_len {
+        let vt = &vc[base + t * hd..base + (t + 1) * hd];
+        for r in 0..n_rep {
+            let w = scores[r * kv_len + t];
+            for (o, v) in out[r * hd..(r + 1) * hd].iter_mut().zip(vt) {
+                *o += w * v;
+            }
+        }
+    }
 }
 
 impl QuantizedTransformer {

@@ -30,3 +30,26 @@ pub(super) fn hsum(v: __m256) -> f32 {
 pub(super) unsafe fn load<T>(p: *const T) -> __m256i {
     unsafe { _mm256_loadu_si256(p as *const __m256i) }
 }
+
+/// `Σ a[i] · b[i]` over the shorter of the two, 8 lanes at a time with FMA.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let whole = n - n % 8;
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < whole {
+        // SAFETY: i + 8 <= whole <= n, both slices hold at least n values.
+        unsafe {
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(a.as_ptr().add(i)), _mm256_loadu_ps(b.as_ptr().add(i)), acc);
+        }
+        i += 8;
+    }
+    let mut s = hsum(acc);
+    while i < n {
+        s += a[i] * b[i];
+        i += 1;
+    }
+    s
+}
