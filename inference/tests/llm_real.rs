@@ -10,9 +10,13 @@ use zhengwu_inference::registry::Registry;
 
 const MODEL: &str = "qwen2.5-0.5b-instruct";
 
-fn load() -> QuantizedTransformer {
+fn model_path() -> std::path::PathBuf {
     let registry = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../models.toml")).unwrap();
-    let path = registry.locate(MODEL).expect("run: zhengwu models fetch qwen2.5-0.5b-instruct");
+    registry.locate(MODEL).expect("run: zhengwu models fetch qwen2.5-0.5b-instruct")
+}
+
+fn load() -> QuantizedTransformer {
+    let path = model_path();
     let mut file = std::fs::File::open(&path).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
     QuantizedTransformer::from_gguf(&content, &mut file, &Device::Cpu, 4096, None).unwrap()
@@ -61,4 +65,23 @@ fn host_decode_matches_the_tensor_path() {
         next = argmax(&a) as u32;
     }
     assert_eq!(host_cache.len(), tensor_cache.len());
+}
+
+#[test]
+fn embeddings_read_from_the_file_equal_the_table_in_memory() {
+    let path = model_path();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let paged = QuantizedTransformer::from_gguf_path(&path, &content, &Device::Cpu, 4096, None).unwrap();
+    // The 0.5B GGUF has its own output matrix, so its embedding table stays in the file.
+    assert!(paged.embeddings_in_file());
+    let memory = load();
+    assert!(!memory.embeddings_in_file());
+    let prompt: Vec<u32> = vec![151644, 872, 198, 104307, 9370, 59975, 100165, 99459, 11319, 151645];
+    let a = paged.forward(&prompt, &mut paged.new_cache()).unwrap().to_vec1::<f32>().unwrap();
+    let b = memory.forward(&prompt, &mut memory.new_cache()).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a, b, "same rows, same arithmetic");
+    // A token id past the vocabulary is an error, not a read past the table.
+    let err = paged.forward(&[10_000_000], &mut paged.new_cache()).unwrap_err().to_string();
+    assert!(err.contains("outside the vocabulary"), "{err}");
 }

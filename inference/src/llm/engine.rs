@@ -105,7 +105,9 @@ impl LlmEngine {
                 }
             }
         }
-        let model = QuantizedTransformer::from_gguf(&content, &mut file, device, opts.max_context, opts.adapter.as_deref())?;
+        drop(file);
+        let model =
+            QuantizedTransformer::from_gguf_path(path, &content, device, opts.max_context, opts.adapter.as_deref())?;
         let weight_bytes = model.weight_bytes();
         tracing::info!(
             model = model_id,

@@ -233,11 +233,67 @@ impl KvCache {
     }
 }
 
+/// Where token-embedding rows come from when the table is not the output matrix.
+enum Embeddings {
+    /// The quantized table in memory.
+    Memory(Arc<QTensor>),
+    /// Rows read from the GGUF file on demand: a lookup touches one row per token, so the table
+    /// (136M values for Qwen2.5 0.5B) costs no resident memory (as with llama.cpp's mmap).
+    File(FileEmbeddings),
+}
+
+struct FileEmbeddings {
+    file: std::sync::Mutex<std::fs::File>,
+    path: std::path::PathBuf,
+    /// Offset of row 0 in the file.
+    start: u64,
+    row_bytes: usize,
+    dtype: GgmlDType,
+    vocab: usize,
+    hidden: usize,
+}
+
+impl FileEmbeddings {
+    fn open(path: &std::path::Path, ct: &gguf_file::Content, name: &str) -> Result<Self> {
+        let err = |msg: String| Error::ModelFile { path: path.to_path_buf(), msg };
+        let info = ct.tensor_infos.get(name).ok_or_else(|| err(format!("no tensor `{name}`")))?;
+        let (vocab, hidden) = match info.shape.dims() {
+            [v, h] => (*v, *h),
+            d => return Err(err(format!("`{name}` has shape {d:?}, expected two dimensions"))),
+        };
+        let dtype = info.ggml_dtype;
+        if hidden % dtype.block_size() != 0 {
+            return Err(err(format!("`{name}`: width {hidden} is not whole {dtype:?} blocks")));
+        }
+        let row_bytes = hidden / dtype.block_size() * dtype.type_size();
+        let start = ct.tensor_data_offset + info.offset;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let len = file.metadata().map_err(|e| Error::io(format!("reading {}", path.display()), e))?.len();
+        if start + (vocab * row_bytes) as u64 > len {
+            return Err(err(format!("`{name}` runs past the end of the file ({len} bytes): truncated download?")));
+        }
+        Ok(Self { file: std::sync::Mutex::new(file), path: path.to_path_buf(), start, row_bytes, dtype, vocab, hidden })
+    }
+
+    fn row(&self, t: usize) -> Result<Vec<f32>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut buf = vec![0u8; self.row_bytes];
+        {
+            let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            f.seek(SeekFrom::Start(self.start + (t * self.row_bytes) as u64))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(|e| Error::io(format!("reading embedding row {t} from {}", self.path.display()), e))?;
+        }
+        let q = candle_core::quantized::ggml_file::qtensor_from_ggml(self.dtype, &buf, vec![1, self.hidden], &Device::Cpu)?;
+        host_vec(&q.dequantize(&Device::Cpu)?)
+    }
+}
+
 /// The loaded weights; immutable, shared between requests.
 pub struct QuantizedTransformer {
     pub config: ModelConfig,
     /// Token embeddings; `None` when they are tied to `output` and read from it.
-    embed: Option<Arc<QTensor>>,
+    embed: Option<Embeddings>,
     blocks: Vec<Block>,
     norm: RmsNorm,
     output: Proj,
@@ -261,6 +317,30 @@ impl QuantizedTransformer {
         max_context: usize,
         adapter: Option<&crate::finetune::LoraAdapter>,
     ) -> Result<Self> {
+        Self::build(ct, reader, device, max_context, adapter, None)
+    }
+
+    /// As [`Self::from_gguf`], for the GGUF file at `path`: on the CPU, a token-embedding table
+    /// that is not also the output matrix stays in the file and rows are read on lookup.
+    pub fn from_gguf_path(
+        path: &std::path::Path,
+        ct: &gguf_file::Content,
+        device: &Device,
+        max_context: usize,
+        adapter: Option<&crate::finetune::LoraAdapter>,
+    ) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        Self::build(ct, &mut file, device, max_context, adapter, Some(path))
+    }
+
+    fn build<R: std::io::Read + std::io::Seek>(
+        ct: &gguf_file::Content,
+        reader: &mut R,
+        device: &Device,
+        max_context: usize,
+        adapter: Option<&crate::finetune::LoraAdapter>,
+        path: Option<&std::path::Path>,
+    ) -> Result<Self> {
         let config = ModelConfig::from_gguf(ct, max_context)?;
         let kernels = Kernels::detect(device);
         let mut get = |name: &str| -> Result<QTensor> {
@@ -273,23 +353,34 @@ impl QuantizedTransformer {
                 None => Ok(t),
             }
         };
-        let embed_q = get("token_embd.weight")?;
         let norm = |t: QTensor| -> Result<RmsNorm> {
             Ok(RmsNorm { weight: t.dequantize(device)?, eps: config.rms_eps as f32 })
         };
         let output_norm = norm(get("output_norm.weight")?)?;
-        // Tied word embeddings: with our kernel the output matrix also serves embedding lookups,
-        // so the table is held once.
-        let (output, embed) = match get("output.weight") {
-            Ok(t) => (Proj::new(t, kernels)?, Some(Arc::new(embed_q))),
-            Err(_) => match embed_q.dtype() {
+        // A separate output matrix: embedding rows from the file (CPU, no adapter) or from the
+        // table in memory. Tied word embeddings: with our kernel the output matrix also serves
+        // embedding lookups, so the table is held once.
+        let untied = ct.tensor_infos.contains_key("output.weight");
+        let (output, embed) = match path {
+            Some(p) if untied && matches!(device, Device::Cpu) && adapter.is_none() => (
+                Proj::new(get("output.weight")?, kernels)?,
+                Some(Embeddings::File(FileEmbeddings::open(p, ct, "token_embd.weight")?)),
+            ),
+            _ if untied => {
+                let embed_q = get("token_embd.weight")?;
+                (Proj::new(get("output.weight")?, kernels)?, Some(Embeddings::Memory(Arc::new(embed_q))))
+            }
+            _ => {
+                let embed_q = get("token_embd.weight")?;
+                match embed_q.dtype() {
                 GgmlDType::Q8_0 if kernels.q8 => (Proj::new(embed_q, kernels)?, None),
                 GgmlDType::Q4K | GgmlDType::Q6K if kernels.kquant => (Proj::new(embed_q, kernels)?, None),
                 _ => {
                     let e = Arc::new(embed_q);
-                    (Proj::Candle(QMatMul::from_arc(e.clone())?), Some(e))
+                    (Proj::Candle(QMatMul::from_arc(e.clone())?), Some(Embeddings::Memory(e)))
                 }
-            },
+                }
+            }
         };
         let mut blocks = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
@@ -367,6 +458,11 @@ impl QuantizedTransformer {
         }
     }
 
+    /// True when token-embedding rows are read from the GGUF file rather than held in memory.
+    pub fn embeddings_in_file(&self) -> bool {
+        matches!(self.embed, Some(Embeddings::File(_)))
+    }
+
     /// Bytes of weights (quantized size), for the bandwidth report.
     pub fn weight_bytes(&self) -> usize {
         let q = |m: &Proj| m.bytes();
@@ -420,7 +516,17 @@ impl QuantizedTransformer {
 
     fn embed_tokens(&self, tokens: &[u32], ids: &Tensor) -> Result<Tensor> {
         match (&self.embed, &self.output) {
-            (Some(e), _) => Ok(e.embedding(ids)?),
+            (Some(Embeddings::Memory(e)), _) => Ok(e.embedding(ids)?),
+            (Some(Embeddings::File(f)), _) => {
+                let mut data = Vec::with_capacity(tokens.len() * f.hidden);
+                for &t in tokens {
+                    if t as usize >= f.vocab {
+                        return Err(Error::Invalid(format!("token id {t} outside the vocabulary of {}", f.vocab)));
+                    }
+                    data.extend(f.row(t as usize)?);
+                }
+                Ok(Tensor::from_vec(data, (tokens.len(), f.hidden), &self.device)?)
+            }
             (None, Proj::Q8(q)) => self.embed_rows(tokens, q.out_dim(), |t| q.row(t)),
             (None, Proj::K(q)) => self.embed_rows(tokens, q.out_dim(), |t| q.row(t)),
             (None, Proj::Candle(_)) => Err(Error::Invalid("model has no embedding table".into())),
