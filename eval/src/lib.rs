@@ -59,6 +59,10 @@ pub struct EvalArgs {
     /// (incremental ingest skips unchanged documents); default a fresh temporary store.
     #[arg(long)]
     pub rag_store: Option<PathBuf>,
+    /// `rag` suite: skip the sweep of fusion weights and k (only dense, sparse and the served
+    /// hybrid are measured).
+    #[arg(long)]
+    pub no_rag_sweep: bool,
     /// `classify` suite: ask the chat model (first of `--models`, default the 0.5B) for a second
     /// opinion on up to this many low-confidence rows (top class below 0.5) per classifier, as
     /// the server does; 0 = off.

@@ -154,7 +154,12 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         (Mode::Hybrid, "hybrid".into(), None),
     ];
     // The sweep: weights at the default k, then smaller k (the top ranks count for more).
-    for (d, s, k) in [(1.0, 2.0, 60), (1.0, 3.0, 60), (2.0, 1.0, 60), (1.0, 1.0, 5), (1.0, 1.0, 10), (1.0, 1.0, 20), (1.0, 2.0, 10), (1.0, 2.0, 5)] {
+    let sweep: &[(f32, f32, usize)] = if args.no_rag_sweep {
+        &[]
+    } else {
+        &[(1.0, 2.0, 60), (1.0, 3.0, 60), (2.0, 1.0, 60), (1.0, 1.0, 5), (1.0, 1.0, 10), (1.0, 1.0, 20), (1.0, 2.0, 10), (1.0, 2.0, 5)]
+    };
+    for &(d, s, k) in sweep {
         let name = if k == 60 { format!("hybrid_w{d}_{s}") } else { format!("hybrid_k{k}_w{d}_{s}") };
         runs.push((Mode::Hybrid, name, w(d, s, k)));
     }
