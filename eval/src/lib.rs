@@ -7,6 +7,7 @@
 pub mod asr;
 pub mod finetune;
 pub mod intel;
+pub mod kb_scale;
 pub mod llm_speed;
 pub mod rag;
 pub mod report;
@@ -80,6 +81,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("llm", "chat-model speed: prefill/decode tok/s, peak RSS, bandwidth, ratio to llama.cpp"),
     ("embed", "embedding speed: texts/s and tokens/s for the e5 model"),
     ("rag", "knowledge base: recall@1/5, MRR@10 of dense, sparse, hybrid retrieval on rag/ncp_policy"),
+    ("kbscale", "embedded vector store at 10k and 100k synthetic chunks: upsert rate, query latency p50/p95"),
     ("asr", "speech: CER, real-time factor, peak RSS of whisper-base on asr/aishell_sample"),
     ("classify", "ticket classifiers: accuracy, macro-F1 on classify/ (teddy categories, msgabench type and domain)"),
     ("dispatch", "dispatcher: top-1/top-3, auto-dispatch coverage and accuracy on dispatch/"),
@@ -105,6 +107,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         "llm" => llm_speed::run(args)?,
         "embed" => llm_speed::run_embed(args)?,
         "rag" => rag::run(args)?,
+        "kbscale" => kb_scale::run(args)?,
         "asr" => asr::run(args)?,
         "classify" => intel::run_classify(args)?,
         "dispatch" => intel::run_dispatch(args)?,

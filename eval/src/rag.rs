@@ -6,7 +6,9 @@
 //! `rag.<mode>.recall@1`, `.recall@5`, `.mrr@10`, `.latency_p50_ms`, `.latency_p95_ms`;
 //! `rag.ingest.chunks_per_s`; `rag.gate.*`, the refusal gate calibrated on held-out questions
 //! (see [`calibrate_gate`]). `--rag-store DIR` keeps the ingested store for the next run. With `--rag-answers N` the first N questions are also answered
-//! with the chat model (`--models`, default the 1.5B): `rag.answer.containment` (gold answer
+//! with the chat model (`--models`, default the 1.5B), with the parts of each answer's latency
+//! (`rag.answer.retrieve_secs_mean` = query embedding + search, `prefill_secs_mean`,
+//! `decode_secs_mean`, `total_secs_p50/p95`): `rag.answer.containment` (gold answer
 //! text inside the answer), `rag.answer.char_f1`, and `rag.refusal.out_of_scope` (share of N
 //! questions from `dispatch/msgabench_nlu_dept.jsonl` that are refused).
 
@@ -380,7 +382,9 @@ fn answer_metrics(
     // Per-question answers, for reading failures (outside the project: it holds data text).
     let detail_path = std::env::temp_dir().join("zhengwu-rag-answers.jsonl");
     let mut detail = String::new();
-    let (mut prefill, mut decode, mut ptoks) = (0.0, 0.0, 0usize);
+    let (mut prefill, mut decode, mut retrieve, mut ptoks) = (0.0, 0.0, 0.0, 0usize);
+    // End-to-end latency of each generated answer (retrieve + prefill + decode).
+    let mut totals: Vec<f64> = Vec::new();
     for q in qa.iter().take(n) {
         let gold = q.get("answer").and_then(|a| a.get("text")).and_then(|t| t.as_str()).unwrap_or_default();
         let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
@@ -395,6 +399,10 @@ fn answer_metrics(
         f1 += char_f1(&a.answer, gold);
         prefill += a.timings.prefill_secs;
         decode += a.timings.decode_secs;
+        retrieve += a.timings.retrieve_secs;
+        if a.kind == AnswerKind::Generated {
+            totals.push(a.timings.retrieve_secs + a.timings.prefill_secs + a.timings.decode_secs);
+        }
         ptoks += a.timings.prompt_tokens;
         detail.push_str(&serde_json::json!({"question": s(q, "question"), "gold": gold, "answer": a.answer, "kind": a.kind, "relevance": a.relevance, "contained": !gold.is_empty() && normalise(&a.answer).contains(&normalise(gold))}).to_string());
         detail.push('\n');
@@ -409,6 +417,11 @@ fn answer_metrics(
     report.metric("rag.answer.prompt_tokens_mean", ptoks as f64 / asked);
     report.metric("rag.answer.prefill_secs_mean", prefill / asked);
     report.metric("rag.answer.decode_secs_mean", decode / asked);
+    report.metric("rag.answer.retrieve_secs_mean", retrieve / asked);
+    if !totals.is_empty() {
+        report.metric("rag.answer.total_secs_p50", percentile(&mut totals, 0.5));
+        report.metric("rag.answer.total_secs_p95", percentile(&mut totals, 0.95));
+    }
     // Out of scope: hotline questions of another domain (should be refused).
     let oos_path = args.data.join("dispatch/msgabench_nlu_dept.jsonl");
     let mut oos_refused = 0.0;
