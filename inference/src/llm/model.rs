@@ -4,7 +4,10 @@
 //! - the weights are immutable and shared (`&self`); each request owns a [`KvCache`], so many
 //!   conversations can be interleaved by the scheduler;
 //! - the token-embedding table stays quantized (rows are dequantized on lookup) instead of being
-//!   expanded to f32, which saves hundreds of MB of RSS;
+//!   expanded to f32, which saves hundreds of MB of RSS; when the model has its own output
+//!   matrix, the table is not loaded at all and rows are read from the GGUF file;
+//! - one-token decode steps on the CPU run on plain vectors between the projections, with
+//!   attention reading the KV cache in place ([`QuantizedTransformer::set_host_decode`]);
 //! - grouped-query attention is computed by folding the query heads of a group together instead
 //!   of copying K/V `n_rep` times.
 
@@ -517,30 +520,22 @@ impl QuantizedTransformer {
     fn embed_tokens(&self, tokens: &[u32], ids: &Tensor) -> Result<Tensor> {
         match (&self.embed, &self.output) {
             (Some(Embeddings::Memory(e)), _) => Ok(e.embedding(ids)?),
-            (Some(Embeddings::File(f)), _) => {
-                let mut data = Vec::with_capacity(tokens.len() * f.hidden);
-                for &t in tokens {
-                    if t as usize >= f.vocab {
-                        return Err(Error::Invalid(format!("token id {t} outside the vocabulary of {}", f.vocab)));
-                    }
-                    data.extend(f.row(t as usize)?);
-                }
-                Ok(Tensor::from_vec(data, (tokens.len(), f.hidden), &self.device)?)
-            }
-            (None, Proj::Q8(q)) => self.embed_rows(tokens, q.out_dim(), |t| q.row(t)),
-            (None, Proj::K(q)) => self.embed_rows(tokens, q.out_dim(), |t| q.row(t)),
+            (Some(Embeddings::File(f)), _) => self.embed_rows(tokens, f.vocab, |t| f.row(t)),
+            (None, Proj::Q8(q)) => self.embed_rows(tokens, q.out_dim(), |t| Ok(q.row(t))),
+            (None, Proj::K(q)) => self.embed_rows(tokens, q.out_dim(), |t| Ok(q.row(t))),
             (None, Proj::Candle(_)) => Err(Error::Invalid("model has no embedding table".into())),
         }
     }
 
-    /// Embeddings read row by row from a tied output matrix held by one of our kernels.
-    fn embed_rows(&self, tokens: &[u32], vocab: usize, row: impl Fn(usize) -> Vec<f32>) -> Result<Tensor> {
+    /// Embeddings read row by row (from a tied output matrix held by one of our kernels, or
+    /// from the GGUF file).
+    fn embed_rows(&self, tokens: &[u32], vocab: usize, row: impl Fn(usize) -> Result<Vec<f32>>) -> Result<Tensor> {
         let mut data = Vec::with_capacity(tokens.len() * self.config.hidden);
         for &t in tokens {
             if t as usize >= vocab {
                 return Err(Error::Invalid(format!("token id {t} outside the vocabulary of {vocab}")));
             }
-            data.extend(row(t as usize));
+            data.extend(row(t as usize)?);
         }
         Ok(Tensor::from_vec(data, (tokens.len(), self.config.hidden), &self.device)?)
     }
