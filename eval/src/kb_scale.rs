@@ -8,16 +8,15 @@
 //! Metrics per size N: `kbscale.<N>.upsert_points_per_s`, `.optimize_secs`, and
 //! `.<dense|sparse|hybrid>.p50_ms` / `.p95_ms` over 200 queries (top 10, hybrid = RRF of both).
 
-use std::io::BufRead;
 use std::time::Instant;
 
-use anyhow::Context;
 use serde_json::Value;
 use zhengwu_rag::edge::EdgeStore;
 use zhengwu_rag::sparse::Bm25;
-use zhengwu_rag::store::{ChunkPayload, EntryKind, Point, StoreQuery};
+use zhengwu_rag::store::{ChunkPayload, Point, StoreQuery};
 use zhengwu_rag::VectorStore;
 
+use crate::rag::{percentile, read_jsonl};
 use crate::report::{fmt_num, Report};
 use crate::EvalArgs;
 
@@ -52,49 +51,17 @@ impl Rng {
     }
 }
 
+/// The `key` string of every line of a JSONL file.
 fn texts(path: &std::path::Path, key: &str) -> anyhow::Result<Vec<String>> {
-    let file = fs_err::File::open(path)?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line).with_context(|| format!("{} line {}", path.display(), i + 1))?;
-        if let Some(t) = v.get(key).and_then(Value::as_str) {
-            out.push(t.to_string());
-        }
-    }
-    Ok(out)
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() - 1) as f64 * p).round() as usize]
+    Ok(read_jsonl(path)?.iter().filter_map(|v| v.get(key).and_then(Value::as_str).map(String::from)).collect())
 }
 
 fn payload(id: u64, text: String) -> ChunkPayload {
     ChunkPayload {
-        kind: EntryKind::Doc,
-        doc_id: format!("synthetic/{}", id / 8),
-        doc_hash: "synthetic".into(),
         chunk_index: (id % 8) as usize,
         chunk_count: 8,
         title: format!("合成文档 {}", id / 8),
-        section: Vec::new(),
-        start: 0,
-        end: text.chars().count(),
-        text,
-        agency: None,
-        doc_number: None,
-        region: None,
-        category: None,
-        source_url: None,
-        effective: None,
-        expiry: None,
-        question: None,
-        answer: None,
-        department: None,
+        ..ChunkPayload::plain(&format!("synthetic/{}", id / 8), &text)
     }
 }
 

@@ -31,7 +31,7 @@ use zhengwu_rag::{KnowledgeBase, Mode, SearchRequest};
 use crate::report::{bar_chart_svg, fmt_num, Report};
 use crate::EvalArgs;
 
-fn read_jsonl(p: &Path) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn read_jsonl(p: &Path) -> anyhow::Result<Vec<Value>> {
     let f = fs_err::File::open(p)?;
     std::io::BufReader::new(f)
         .lines()
@@ -45,7 +45,7 @@ fn s(v: &Value, key: &str) -> String {
     v.get(key).and_then(|x| x.as_str()).unwrap_or_default().to_string()
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

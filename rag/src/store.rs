@@ -76,6 +76,33 @@ pub struct ChunkPayload {
 }
 
 impl ChunkPayload {
+    /// A one-chunk document entry with `text` and no metadata (tests, synthetic benchmarks);
+    /// set other fields with struct update syntax.
+    pub fn plain(doc_id: &str, text: &str) -> Self {
+        ChunkPayload {
+            kind: EntryKind::Doc,
+            doc_id: doc_id.into(),
+            doc_hash: format!("hash-{doc_id}"),
+            chunk_index: 0,
+            chunk_count: 1,
+            title: doc_id.into(),
+            section: Vec::new(),
+            start: 0,
+            end: text.chars().count(),
+            text: text.into(),
+            agency: None,
+            doc_number: None,
+            region: None,
+            category: None,
+            source_url: None,
+            effective: None,
+            expiry: None,
+            question: None,
+            answer: None,
+            department: None,
+        }
+    }
+
     pub fn meta(&self) -> DocMeta {
         DocMeta {
             title: self.title.clone(),

@@ -12,26 +12,13 @@ use crate::store::{
 
 fn payload(doc: &str, i: usize, n: usize, text: &str) -> ChunkPayload {
     ChunkPayload {
-        kind: EntryKind::Doc,
-        doc_id: doc.into(),
-        doc_hash: format!("hash-{doc}"),
         chunk_index: i,
         chunk_count: n,
         title: format!("title {doc}"),
         section: vec!["一、总则".into()],
         start: i * 10,
         end: i * 10 + text.chars().count(),
-        text: text.into(),
-        agency: None,
-        doc_number: None,
-        region: None,
-        category: None,
-        source_url: None,
-        effective: None,
-        expiry: None,
-        question: None,
-        answer: None,
-        department: None,
+        ..ChunkPayload::plain(doc, text)
     }
 }
 
