@@ -510,6 +510,7 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             { let s = state.clone(); move || s.generator.get().cloned() },
         );
         let api = api.merge(rag_routes);
+        let _ = state.rag.set(rag_state.clone());
         let search: zhengwu_hotline::intel::http::KnowledgeSearch = Arc::new(move |q: &str, n: usize| rag_state.search_json(q, n));
         let _ = intel.knowledge.set(search);
         let api = api

@@ -9,7 +9,8 @@
 //! with the chat model (`--models`, default the 1.5B), with the parts of each answer's latency
 //! (`rag.answer.retrieve_secs_mean` = query embedding + search, `prefill_secs_mean`,
 //! `decode_secs_mean`, `total_secs_p50/p95`): `rag.answer.containment` (gold answer
-//! text inside the answer), `rag.answer.char_f1`, and `rag.refusal.out_of_scope` (share of N
+//! text inside the answer as served, with its 原文摘录 excerpt), `rag.answer.containment_generated`
+//! (inside the model's own text), `rag.answer.with_excerpt`, `rag.answer.char_f1`, and `rag.refusal.out_of_scope` (share of N
 //! questions from `dispatch/msgabench_nlu_dept.jsonl` that are refused).
 
 use std::collections::HashMap;
@@ -378,6 +379,8 @@ fn answer_metrics(
     let answerer = Answerer { kb, generator: Arc::new(engine), config };
     let n = args.rag_answers;
     let (mut contained, mut f1, mut refused) = (0.0, 0.0, 0.0);
+    // Containment of the model's own text (without the 原文摘录 excerpt), and excerpts attached.
+    let (mut contained_generated, mut with_excerpt) = (0.0, 0.0);
     let mut asked = 0.0;
     // Per-question answers, for reading failures (outside the project: it holds data text).
     let detail_path = std::env::temp_dir().join("zhengwu-rag-answers.jsonl");
@@ -393,8 +396,15 @@ fn answer_metrics(
         if a.kind == AnswerKind::Refusal {
             refused += 1.0;
         }
-        if !gold.is_empty() && normalise(&a.answer).contains(&normalise(gold)) {
+        let holds = |text: &str| !gold.is_empty() && normalise(text).contains(&normalise(gold));
+        if holds(&a.answer) {
             contained += 1.0;
+        }
+        if holds(a.generated_text()) {
+            contained_generated += 1.0;
+        }
+        if a.excerpt.is_some() {
+            with_excerpt += 1.0;
         }
         f1 += char_f1(&a.answer, gold);
         prefill += a.timings.prefill_secs;
@@ -404,7 +414,7 @@ fn answer_metrics(
             totals.push(a.timings.retrieve_secs + a.timings.prefill_secs + a.timings.decode_secs);
         }
         ptoks += a.timings.prompt_tokens;
-        detail.push_str(&serde_json::json!({"question": s(q, "question"), "gold": gold, "answer": a.answer, "kind": a.kind, "relevance": a.relevance, "contained": !gold.is_empty() && normalise(&a.answer).contains(&normalise(gold))}).to_string());
+        detail.push_str(&serde_json::json!({"question": s(q, "question"), "gold": gold, "gold_doc": s(q, "docid"), "answer": a.answer, "kind": a.kind, "relevance": a.relevance, "contained": holds(&a.answer), "contained_generated": holds(a.generated_text()), "excerpt": a.excerpt, "citations": a.citations}).to_string());
         detail.push('\n');
         eprintln!("rag: answered {}/{n}: containment so far {:.3}", asked as usize, contained / asked);
     }
@@ -412,6 +422,8 @@ fn answer_metrics(
     eprintln!("rag: per-question answers in {}", detail_path.display());
     let asked = f64::max(asked, 1.0);
     report.metric("rag.answer.containment", contained / asked);
+    report.metric("rag.answer.containment_generated", contained_generated / asked);
+    report.metric("rag.answer.with_excerpt", with_excerpt / asked);
     report.metric("rag.answer.char_f1", f1 / asked);
     report.metric("rag.answer.refusal_in_scope", refused / asked);
     report.metric("rag.answer.prompt_tokens_mean", ptoks as f64 / asked);
@@ -438,7 +450,7 @@ fn answer_metrics(
         report.metric("rag.refusal.out_of_scope", oos_refused / f64::max(oos_n, 1.0));
     }
     report.section(format!(
-        "## Answers\n\nModel `{model}`, first {n} questions (greedy, max 160 tokens), relevance gate {}. Out-of-scope: first {oos_n} questions of dispatch/msgabench_nlu_dept.jsonl.",
+        "## Answers\n\nModel `{model}`, first {n} questions (greedy, max 160 tokens), relevance gate {}. Out-of-scope: first {oos_n} questions of dispatch/msgabench_nlu_dept.jsonl. `containment` is measured on the answer as served (the model's text plus the 原文摘录 excerpt of the cited source it rests on, when the text does not already hold it); `containment_generated` on the model's text alone; `with_excerpt` is the share of answers with an excerpt.",
         match gate {
             Some(g) => format!("dense ≥ {:.4}, coverage ≥ {:.3} (calibrated above)", g.relevance, g.coverage),
             None => format!("dense ≥ {} (built-in default)", answerer.config.relevance_threshold),

@@ -28,7 +28,7 @@ use serde_json::json;
 use tokio_stream::wrappers::ReceiverStream;
 use zhengwu_inference::{Embedder, GenerationEvent, GenerationRequest, Generator};
 
-use crate::answer::{ai_marker, finish, AnswerConfig, Answerer, AskRequest, Plan, Timings};
+use crate::answer::{ai_marker, finish, Answer, AnswerConfig, AnswerKind, Answerer, AskRequest, Plan, Timings};
 use crate::error::Error;
 use crate::kb::{IngestOptions, IngestReport, KnowledgeBase, Mode, SearchRequest};
 use crate::store::KbFilter;
@@ -246,6 +246,15 @@ impl ApiError {
     fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
     }
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
 impl From<Error> for ApiError {
@@ -361,39 +370,86 @@ fn with_ai_header(mut resp: Response) -> Response {
     resp
 }
 
-async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, JsonRejection>) -> Result<Response, ApiError> {
-    let Json(req) = body?;
-    let answerer = Arc::new(blocking({
-        let s = s.clone();
-        move || s.answerer()
-    })
-    .await?);
-    let model = answerer.generator.model_id().to_string();
-    let plan = blocking({
-        let a = answerer.clone();
-        let req = req.clone();
-        move || Ok(a.plan(&req)?)
-    })
-    .await?;
-    if !req.stream {
-        let answer = match plan {
-            Plan::Final(a) => a,
+/// What [`RagState::ask_events`] reports: the generated text as it comes, then the answer.
+#[derive(Debug)]
+pub enum AskEvent {
+    /// Text to show (generated tokens, then the appended 原文摘录 line if any).
+    Delta(String),
+    /// The final answer: its text may differ from the deltas only when it is the refusal.
+    Done(Answer),
+    Failed(ApiError),
+}
+
+impl RagState {
+    /// One grounded answer as events, for `/api/ask` and the `rag` option of
+    /// `/v1/chat/completions`. Returns the chat model's id and the events. A plan that needs no
+    /// generation (FAQ, refusal) sends only `Done`; dropping the receiver cancels generation.
+    pub async fn ask_events(self: &Arc<Self>, req: AskRequest) -> Result<(String, tokio::sync::mpsc::Receiver<AskEvent>), ApiError> {
+        let answerer = Arc::new(blocking({
+            let s = self.clone();
+            move || s.answerer()
+        })
+        .await?);
+        let model = answerer.generator.model_id().to_string();
+        let plan = blocking({
+            let a = answerer.clone();
+            let req = req.clone();
+            move || Ok(a.plan(&req)?)
+        })
+        .await?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<AskEvent>(64);
+        match plan {
+            Plan::Final(a) => {
+                let _ = tx.try_send(AskEvent::Done(a));
+            }
             Plan::Generate { prompt, sources, relevance, retrieve_secs } => {
-                let mut rx = answerer
+                let mut grx = answerer
                     .generator
                     .submit(GenerationRequest { prompt, params: answerer.params(&req), deadline: None })
                     .map_err(|e| ApiError::from(Error::from(e)))?;
-                let mut text = String::new();
-                loop {
-                    match rx.recv().await {
-                        Some(GenerationEvent::Delta(d)) => text.push_str(&d),
-                        Some(GenerationEvent::Done(c)) => {
-                            break finish(&text, &sources, relevance, timings(retrieve_secs, &c));
+                tokio::spawn(async move {
+                    let mut text = String::new();
+                    let last = loop {
+                        match grx.recv().await {
+                            Some(GenerationEvent::Delta(d)) => {
+                                text.push_str(&d);
+                                // A closed channel means the client left: dropping `grx` cancels.
+                                if tx.send(AskEvent::Delta(d)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Some(GenerationEvent::Done(c)) => {
+                                let answer = finish(&text, &sources, relevance, timings(retrieve_secs, &c));
+                                // The appended 原文摘录 line is one more delta.
+                                if answer.kind == AnswerKind::Generated {
+                                    if let Some(rest) = answer.answer.strip_prefix(text.trim()).filter(|r| !r.is_empty()) {
+                                        let _ = tx.send(AskEvent::Delta(rest.to_string())).await;
+                                    }
+                                }
+                                break AskEvent::Done(answer);
+                            }
+                            Some(GenerationEvent::Failed(e)) => break AskEvent::Failed(Error::from(e).into()),
+                            None => break AskEvent::Failed(ApiError::internal("generation ended without a result")),
                         }
-                        Some(GenerationEvent::Failed(e)) => return Err(Error::from(e).into()),
-                        None => return Err(ApiError::internal("generation ended without a result")),
-                    }
-                }
+                    };
+                    let _ = tx.send(last).await;
+                });
+            }
+        }
+        Ok((model, rx))
+    }
+}
+
+async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(req) = body?;
+    let (model, mut events) = s.ask_events(req.clone()).await?;
+    if !req.stream {
+        let answer = loop {
+            match events.recv().await {
+                Some(AskEvent::Delta(_)) => {}
+                Some(AskEvent::Done(a)) => break a,
+                Some(AskEvent::Failed(e)) => return Err(e),
+                None => return Err(ApiError::internal("generation ended without a result")),
             }
         };
         let mut body = serde_json::to_value(&answer).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -402,51 +458,33 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
         return Ok(with_ai_header(Json(body).into_response()));
     }
     // SSE: `delta` events with text, then one `citations` event (the final answer text, its
-    // kind and citations; a client replaces the streamed text with `answer` when `replaced`),
-    // then `done` with timings and the AI label.
+    // kind, citations and excerpt; a client replaces the streamed text with `answer` when
+    // `replaced`), then `done` with timings and the AI label.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     let ev = |v: serde_json::Value| Ok::<_, Infallible>(Event::default().data(v.to_string()));
     tokio::spawn(async move {
-        let (answer, streamed) = match plan {
-            Plan::Final(a) => {
-                let _ = tx.send(ev(json!({"type": "delta", "text": a.answer}))).await;
-                (a, true)
-            }
-            Plan::Generate { prompt, sources, relevance, retrieve_secs } => {
-                let mut grx = match answerer.generator.submit(GenerationRequest {
-                    prompt,
-                    params: answerer.params(&req),
-                    deadline: None,
-                }) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(ev(json!({"type": "error", "message": e.to_string()}))).await;
+        let mut streamed = false;
+        let answer = loop {
+            match events.recv().await {
+                Some(AskEvent::Delta(d)) => {
+                    streamed = true;
+                    if tx.send(ev(json!({"type": "delta", "text": d}))).await.is_err() {
                         return;
                     }
-                };
-                let mut text = String::new();
-                loop {
-                    match grx.recv().await {
-                        Some(GenerationEvent::Delta(d)) => {
-                            text.push_str(&d);
-                            // A closed channel means the client left: dropping `grx` cancels.
-                            if tx.send(ev(json!({"type": "delta", "text": d}))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Some(GenerationEvent::Done(c)) => {
-                            break (finish(&text, &sources, relevance, timings(retrieve_secs, &c)), false);
-                        }
-                        Some(GenerationEvent::Failed(e)) => {
-                            let _ = tx.send(ev(json!({"type": "error", "message": e.to_string()}))).await;
-                            return;
-                        }
-                        None => return,
-                    }
                 }
+                Some(AskEvent::Done(a)) => break a,
+                Some(AskEvent::Failed(e)) => {
+                    let _ = tx.send(ev(json!({"type": "error", "message": e.message}))).await;
+                    return;
+                }
+                None => return,
             }
         };
-        let replaced = !streamed && answer.kind == crate::answer::AnswerKind::Refusal;
+        // A plan answered without generation (FAQ, refusal) is sent as one delta.
+        if !streamed {
+            let _ = tx.send(ev(json!({"type": "delta", "text": answer.answer}))).await;
+        }
+        let replaced = streamed && answer.kind == AnswerKind::Refusal;
         let _ = tx
             .send(ev(json!({
                 "type": "citations",
@@ -455,6 +493,7 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
                 "answer": answer.answer,
                 "replaced": replaced,
                 "citations": answer.citations,
+                "excerpt": answer.excerpt,
                 "relevance": answer.relevance,
             })))
             .await;

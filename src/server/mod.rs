@@ -56,6 +56,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub embed_slots: Arc<tokio::sync::Semaphore>,
     pub started: Instant,
+    /// The knowledge base, for the `rag` option of `/v1/chat/completions` (set by `serve`).
+    pub rag: OnceLock<Arc<zhengwu_rag::http::RagState>>,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
             limits,
             metrics: Metrics::new(),
             started: Instant::now(),
+            rag: OnceLock::new(),
         }
     }
 

@@ -40,6 +40,9 @@ pub struct ChatRequest {
     pub seed: Option<u64>,
     pub stop: Option<StopSpec>,
     pub n: Option<u32>,
+    /// zhengwu extension: `true` or `{"filter": {...}}` answers the last user message from the
+    /// knowledge base, as `/api/ask` does (see [`rag_chat`]).
+    pub rag: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +105,27 @@ fn check_model(requested: Option<&str>, served: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The text of message `i` (a string, or text parts joined).
+fn message_text(i: usize, m: &RequestMessage) -> Result<String, ApiError> {
+    Ok(match &m.content {
+        None => String::new(),
+        Some(MessageContent::Text(t)) => t.clone(),
+        Some(MessageContent::Parts(parts)) => {
+            let mut s = String::new();
+            for p in parts {
+                if p.kind != "text" {
+                    return Err(ApiError::invalid(
+                        &format!("messages[{i}].content"),
+                        format!("content part type `{}` is not supported (text only)", p.kind),
+                    ));
+                }
+                s.push_str(p.text.as_deref().unwrap_or(""));
+            }
+            s
+        }
+    })
+}
+
 /// Validate the request and turn it into messages + generation parameters.
 fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<(String, GenerationParams), ApiError> {
     check_model(req.model.as_deref(), gen.model_id())?;
@@ -119,24 +143,7 @@ fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<(
                 format!("unsupported role `{}` (system, user, assistant)", m.role),
             ));
         }
-        let content = match &m.content {
-            None => String::new(),
-            Some(MessageContent::Text(t)) => t.clone(),
-            Some(MessageContent::Parts(parts)) => {
-                let mut s = String::new();
-                for p in parts {
-                    if p.kind != "text" {
-                        return Err(ApiError::invalid(
-                            &format!("messages[{i}].content"),
-                            format!("content part type `{}` is not supported (text only)", p.kind),
-                        ));
-                    }
-                    s.push_str(p.text.as_deref().unwrap_or(""));
-                }
-                s
-            }
-        };
-        messages.push(ChatMessage::new(&m.role, content));
+        messages.push(ChatMessage::new(&m.role, message_text(i, m)?));
     }
     let temperature = req.temperature.unwrap_or(0.7);
     if !(0.0..=2.0).contains(&temperature) {
@@ -218,6 +225,9 @@ pub async fn chat_completions(
     body: Result<Json<ChatRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
+    if let Some(filter) = rag_filter(req.rag.as_ref())? {
+        return rag_chat(state, req, filter).await;
+    }
     let gen = generator(&state)?.clone();
     let (prompt, params) = prepare(&req, &state, gen.as_ref())?;
     let deadline = Some(Instant::now() + state.limits.request_timeout);
@@ -231,6 +241,162 @@ pub async fn chat_completions(
     } else {
         collect_response(state, events, id, model).await
     }
+}
+
+/// The `rag` option: absent, `false` or `null` = off; `true` = on; `{"filter": {...}}` = on
+/// with a knowledge-base filter (region, agency, category, valid_on, as in `/api/ask`).
+fn rag_filter(v: Option<&Value>) -> Result<Option<zhengwu_rag::KbFilter>, ApiError> {
+    match v {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(None),
+        Some(Value::Bool(true)) => Ok(Some(Default::default())),
+        Some(Value::Object(m)) => {
+            if let Some(k) = m.keys().find(|k| k.as_str() != "filter") {
+                return Err(ApiError::invalid("rag", format!("unknown field `{k}` in `rag` (it takes `filter`)")));
+            }
+            match m.get("filter") {
+                None => Ok(Some(Default::default())),
+                Some(f) => serde_json::from_value(f.clone())
+                    .map(Some)
+                    .map_err(|e| ApiError::invalid("rag.filter", format!("invalid filter: {e}"))),
+            }
+        }
+        Some(_) => Err(ApiError::invalid("rag", "`rag` must be true, false or an object such as {\"filter\": {\"region\": \"示例市\"}}")),
+    }
+}
+
+fn from_rag_error(e: zhengwu_rag::http::ApiError) -> ApiError {
+    let kind = if e.status().is_server_error() { "server_error" } else { "invalid_request_error" };
+    ApiError::new(e.status(), kind, e.message()).with_code(e.code())
+}
+
+/// A chat completion answered from the knowledge base (`"rag": true`): the last message is the
+/// question, earlier user messages are the conversation (follow-ups are read with them), and
+/// the answer is `/api/ask`'s: grounded with numbered citations, or the fixed refusal with
+/// hand-off to a human. The OpenAI shape is kept; the extension object `rag` carries `kind`,
+/// `handoff`, `relevance`, `citations` and `excerpt` (in a stream, on the chunk with the
+/// `finish_reason`, with `replaced: true` and the final `answer` when the streamed text was
+/// replaced by the refusal).
+async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::KbFilter) -> Result<Response, ApiError> {
+    let rag = state.rag.get().cloned().ok_or_else(|| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "this server has no knowledge base for the `rag` option")
+    })?;
+    let gen = generator(&state)?.clone();
+    check_model(req.model.as_deref(), gen.model_id())?;
+    if req.n.unwrap_or(1) != 1 {
+        return Err(ApiError::invalid("n", "only n = 1 is supported"));
+    }
+    let Some(last) = req.messages.last().filter(|m| m.role == "user") else {
+        return Err(ApiError::invalid("messages", "with `rag`, the last message must be the user's question"));
+    };
+    let question = message_text(req.messages.len() - 1, last)?;
+    let mut history = Vec::new();
+    for (i, m) in req.messages.iter().enumerate().take(req.messages.len() - 1) {
+        if m.role == "user" {
+            history.push(message_text(i, m)?);
+        }
+    }
+    let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
+        Some(0) => return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1")),
+        n => n.map(|n| n as usize),
+    };
+    let ask = zhengwu_rag::answer::AskRequest { question, filter, stream: req.stream, max_tokens, history };
+    let (model, mut events) = rag.ask_events(ask).await.map_err(from_rag_error)?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = now_secs();
+    let extension = |a: &zhengwu_rag::answer::Answer| {
+        json!({"kind": a.kind, "handoff": a.handoff, "relevance": a.relevance, "citations": a.citations, "excerpt": a.excerpt})
+    };
+    let rag_usage = |a: &zhengwu_rag::answer::Answer| {
+        let (p, c) = (a.timings.prompt_tokens, a.timings.completion_tokens);
+        json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+    };
+    if !req.stream {
+        let answer = loop {
+            match events.recv().await {
+                Some(zhengwu_rag::http::AskEvent::Delta(_)) => {}
+                Some(zhengwu_rag::http::AskEvent::Done(a)) => break a,
+                Some(zhengwu_rag::http::AskEvent::Failed(e)) => return Err(from_rag_error(e)),
+                None => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "generation ended without a result")),
+            }
+        };
+        let body = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": { "role": "assistant", "content": answer.answer, "ai_generated": true },
+                "finish_reason": "stop",
+                "logprobs": null,
+            }],
+            "usage": rag_usage(&answer),
+            "rag": extension(&answer),
+            "ai_content": ai_marker(&model),
+        });
+        let mut resp = Json(body).into_response();
+        resp.headers_mut().insert("x-ai-generated", axum::http::HeaderValue::from_static("true"));
+        return Ok(resp);
+    }
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let chunk = move |delta: Value, finish: Option<&str>| -> Value {
+        json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
+            "ai_content": ai_marker(&model),
+        })
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
+    tokio::spawn(async move {
+        let send = |v: Value| Ok::<_, Infallible>(Event::default().data(v.to_string()));
+        if tx.send(send(chunk(json!({"role": "assistant", "content": ""}), None))).await.is_err() {
+            return;
+        }
+        let mut streamed = false;
+        let answer = loop {
+            match events.recv().await {
+                Some(zhengwu_rag::http::AskEvent::Delta(d)) => {
+                    streamed = true;
+                    // A closed channel means the client left: dropping `events` cancels.
+                    if tx.send(send(chunk(json!({"content": d}), None))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(zhengwu_rag::http::AskEvent::Done(a)) => break a,
+                Some(zhengwu_rag::http::AskEvent::Failed(e)) => {
+                    let e = from_rag_error(e);
+                    let body = json!({"error": {"message": e.message, "type": e.kind, "code": e.code, "param": null}});
+                    let _ = tx.send(send(body)).await;
+                    let _ = tx.send(Ok(Event::default().data("[DONE]"))).await;
+                    return;
+                }
+                None => return,
+            }
+        };
+        if !streamed {
+            let _ = tx.send(send(chunk(json!({"content": answer.answer}), None))).await;
+        }
+        let mut last = chunk(json!({}), Some("stop"));
+        last["rag"] = extension(&answer);
+        if streamed && answer.kind == zhengwu_rag::answer::AnswerKind::Refusal {
+            last["rag"]["replaced"] = json!(true);
+            last["rag"]["answer"] = json!(answer.answer);
+        }
+        let _ = tx.send(send(last)).await;
+        if include_usage {
+            let mut u = chunk(json!({}), None);
+            u["choices"] = json!([]);
+            u["usage"] = rag_usage(&answer);
+            let _ = tx.send(send(u)).await;
+        }
+        let _ = tx.send(Ok(Event::default().data("[DONE]"))).await;
+    });
+    let mut resp = Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default()).into_response();
+    resp.headers_mut().insert("x-ai-generated", axum::http::HeaderValue::from_static("true"));
+    Ok(resp)
 }
 
 async fn collect_response(
