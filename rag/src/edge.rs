@@ -1,8 +1,11 @@
 //! Embedded backend: Qdrant's in-process engine (`qdrant-edge`), data in a directory.
 //!
-//! Writes go through the engine's WAL, so a crash loses nothing acknowledged; reopening the
-//! directory replays it. The engine never optimizes by itself, so [`VectorStore::optimize`] is
-//! called after bulk loads (else every search is a brute-force scan).
+//! Durability: qdrant-edge 0.7.2 writes every update to its WAL but does not replay the WAL
+//! when a shard is loaded, so an update is only on disk once the shard is flushed. Every write
+//! here (upsert, delete) is therefore flushed before it returns: a crash loses nothing
+//! acknowledged (test `acknowledged_writes_survive_a_crash`). Writes are serialised, since the
+//! engine's flush expects no concurrent update. The engine never optimizes by itself, so
+//! [`VectorStore::optimize`] is called after bulk loads (else every search is a brute-force scan).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,8 @@ const INTEGER_FIELDS: &[&str] = &["effective", "expiry"];
 pub struct EdgeStore {
     shard: EdgeShard,
     path: PathBuf,
+    /// Held by every write, optimize and flush.
+    writes: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for EdgeStore {
@@ -60,7 +65,7 @@ impl EdgeStore {
             }
             shard
         };
-        let store = Self { shard, path: dir.to_path_buf() };
+        let store = Self { shard, path: dir.to_path_buf(), writes: std::sync::Mutex::new(()) };
         if fresh {
             store.create_indexes()?;
         }
@@ -79,7 +84,7 @@ impl EdgeStore {
                 field_name: field.parse().map_err(|_| store_err(format!("bad field name {field}")))?,
                 field_schema: Some(schema),
             });
-            self.shard.update(UpdateOperation::FieldIndexOperation(op)).map_err(store_err)?;
+            self.write(UpdateOperation::FieldIndexOperation(op))?;
         }
         Ok(())
     }
@@ -151,7 +156,7 @@ impl VectorStore for EdgeStore {
             list.push(PointStruct::new(p.id, vectors, payload).into());
         }
         let op = PointOperations::UpsertPoints(PointInsertOperations::PointsList(list));
-        self.shard.update(UpdateOperation::PointOperation(op)).map_err(store_err)
+        self.write(UpdateOperation::PointOperation(op))
     }
 
     fn delete_doc(&self, doc_id: &str) -> Result<usize> {
@@ -163,7 +168,7 @@ impl VectorStore for EdgeStore {
             .map_err(store_err)?;
         if n > 0 {
             let op = PointOperations::DeletePointsByFilter(filter);
-            self.shard.update(UpdateOperation::PointOperation(op)).map_err(store_err)?;
+            self.write(UpdateOperation::PointOperation(op))?;
         }
         Ok(n)
     }
@@ -265,12 +270,28 @@ impl VectorStore for EdgeStore {
     }
 
     fn optimize(&self) -> Result<()> {
+        let _writes = self.writes.lock().map_err(|_| store_err("store write lock poisoned"))?;
         self.shard.optimize().map_err(store_err)?;
-        Ok(())
+        self.flush_locked()
     }
 
     fn flush(&self) -> Result<()> {
-        self.shard.flush();
-        Ok(())
+        let _writes = self.writes.lock().map_err(|_| store_err("store write lock poisoned"))?;
+        self.flush_locked()
+    }
+}
+
+impl EdgeStore {
+    /// Apply one update and flush it to disk (see the module docs on durability).
+    fn write(&self, op: UpdateOperation) -> Result<()> {
+        let _writes = self.writes.lock().map_err(|_| store_err("store write lock poisoned"))?;
+        self.shard.update(op).map_err(store_err)?;
+        self.flush_locked()
+    }
+
+    /// The engine's flush panics on an I/O error; that becomes an error here.
+    fn flush_locked(&self) -> Result<()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush()))
+            .map_err(|_| store_err(format!("flushing the store in {} failed (disk full or unwritable?)", self.path.display())))
     }
 }

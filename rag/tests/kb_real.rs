@@ -89,6 +89,42 @@ fn edge_store_passes_the_shared_vector_store_suite() {
     assert!(err.contains("dimension"), "{err}");
 }
 
+/// A crash (the process aborts: no destructor flushes) loses no write the store acknowledged:
+/// the test runs itself as a child that writes and aborts, then reopens the directory.
+#[test]
+fn acknowledged_writes_survive_a_crash() {
+    use zhengwu_rag::store::{point_id, ChunkPayload, Point, SparseVec};
+    const CHILD: &str = "ZHENGWU_TEST_CRASH_STORE";
+    let point = |doc: &str, i: usize| Point {
+        id: point_id(doc, i),
+        dense: (0..4).map(|k| if k == i % 4 { 1.0 } else { 0.1 }).collect(),
+        sparse: SparseVec { indices: vec![i as u32 + 1], values: vec![1.0] },
+        payload: ChunkPayload { chunk_index: i, chunk_count: 3, ..ChunkPayload::plain(doc, &format!("{doc} 第{i}段")) },
+    };
+    if let Ok(dir) = std::env::var(CHILD) {
+        let store = EdgeStore::open(Path::new(&dir), 4).unwrap();
+        for doc in ["a.md", "b.md", "c.md"] {
+            store.upsert((0..3).map(|i| point(doc, i)).collect()).unwrap();
+        }
+        assert_eq!(store.delete_doc("b.md").unwrap(), 3);
+        eprintln!("child: 9 points written, 3 deleted; aborting");
+        std::process::abort();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "acknowledged_writes_survive_a_crash", "--test-threads", "1", "--nocapture"])
+        .env(CHILD, dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("aborting"), "the child must write, then crash: {stderr}");
+    let store = EdgeStore::open(dir.path(), 4).unwrap();
+    assert_eq!(store.count().unwrap(), 6);
+    let docs: Vec<String> = store.documents().unwrap().into_iter().map(|d| d.doc_id).collect();
+    assert_eq!(docs, ["a.md", "c.md"]);
+    assert_eq!(store.doc_chunks("c.md").unwrap().len(), 3);
+}
+
 #[test]
 fn ingest_then_restart_then_search_finds_the_same_chunks() {
     let docs = tempfile::tempdir().unwrap();
