@@ -205,6 +205,18 @@ fn rand_seed() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(42)
 }
 
+/// One `chat.completion.chunk` of a stream, with the AI label.
+fn stream_chunk(id: &str, created: u64, model: &str, delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
+        "ai_content": ai_marker(model),
+    })
+}
+
 fn usage(c: &Completion) -> Value {
     json!({
         "prompt_tokens": c.prompt_tokens,
@@ -339,16 +351,7 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
         return Ok(resp);
     }
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let chunk = move |delta: Value, finish: Option<&str>| -> Value {
-        json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
-            "ai_content": ai_marker(&model),
-        })
-    };
+    let chunk = move |delta: Value, finish: Option<&str>| stream_chunk(&id, created, &model, delta, finish);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
         let send = |v: Value| Ok::<_, Infallible>(Event::default().data(v.to_string()));
@@ -443,16 +446,7 @@ fn stream_response(
     include_usage: bool,
 ) -> impl IntoResponse {
     let created = now_secs();
-    let chunk = move |delta: Value, finish: Option<&str>| -> Value {
-        json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish, "logprobs": null }],
-            "ai_content": ai_marker(&model),
-        })
-    };
+    let chunk = move |delta: Value, finish: Option<&str>| stream_chunk(&id, created, &model, delta, finish);
     let first = chunk(json!({"role": "assistant", "content": ""}), None);
     let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(events);
     // Dropping this stream (client gone) drops the receiver, which cancels the generation.
