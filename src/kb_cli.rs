@@ -39,6 +39,13 @@ enum KbAction {
     /// Copy the embedded store (`--store`) into the Qdrant server of ZHENGWU_QDRANT_URL
     /// (collection ZHENGWU_QDRANT_COLLECTION, created if missing; same ids are replaced).
     ExportToServer,
+    /// Restore a Qdrant shard snapshot (e.g. from a server's
+    /// `POST /collections/{name}/shards/0/snapshot`) as the embedded store (`--store`, which must
+    /// be absent or empty): the way from a server back to one machine.
+    ImportSnapshot {
+        /// The shard snapshot archive (`.snapshot`, a tar).
+        snapshot: PathBuf,
+    },
     /// Delete a document (its id as `kb list` shows it).
     Delete { doc_id: String },
     /// Hit testing: the ranked chunks a question retrieves, with per-retriever scores.
@@ -115,6 +122,20 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
                 .with_context(|| format!("exporting {} to {target}", dir.display()))?;
             eprintln!();
             println!("exported {n} points from {} to {target}", dir.display());
+            Ok(())
+        }
+        KbAction::ImportSnapshot { snapshot } => {
+            let dir = store_dir(&args);
+            let r = zhengwu_rag::edge::EdgeStore::import_snapshot(snapshot, &dir)
+                .with_context(|| format!("importing {} into {}", snapshot.display(), dir.display()))?;
+            println!(
+                "imported {} points ({} segments, {}-dimensional dense vectors) from {} into {}",
+                r.points,
+                r.segments,
+                r.dim,
+                snapshot.display(),
+                dir.display()
+            );
             Ok(())
         }
         KbAction::List => {

@@ -67,6 +67,12 @@ fn kb_ingest_list_search_delete() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown mode"));
     let bad = zhengwu(&["kb", "ingest", "/nonexistent/kb", "--store", s]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a directory"));
+    // A snapshot is only restored into an empty store directory (restores: rag/tests/kb_real.rs).
+    let snapshot = docs.join("hukou.md");
+    let bad = zhengwu(&["kb", "import-snapshot", snapshot.to_str().unwrap(), "--store", s]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("is not empty"), "{bad:?}");
+    let bad = zhengwu(&["kb", "import-snapshot", "/nonexistent/kb.snapshot", "--store", &format!("{s}-new")]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("/nonexistent/kb.snapshot"), "{bad:?}");
     // Only this test's folders: the other test of this binary runs beside it.
     for dir in [&docs, &store] {
         let _ = std::fs::remove_dir_all(dir);
@@ -115,6 +121,16 @@ fn chat_completions_with_the_rag_option_answer_from_the_knowledge_base() {
     let last = chunks.last().unwrap();
     assert_eq!(last["choices"][0]["finish_reason"], "stop", "{last}");
     assert_eq!(last["rag"]["citations"][0]["doc_id"], "hukou.md", "{last}");
+    // Both answers count in the server's token metrics, as plain completions do.
+    let metrics = client().get(server.url("/metrics")).send().unwrap().text().unwrap();
+    let counter = |name: &str| -> u64 {
+        let line = metrics.lines().find(|l| !l.starts_with('#') && l.contains(name)).unwrap_or_else(|| panic!("no {name}: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let completion_tokens = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(completion_tokens > 0, "{v}");
+    assert_eq!(counter("llm_completion_tokens_total"), 2 * completion_tokens, "{metrics}");
+    assert_eq!(counter("llm_prompt_tokens_total"), 2 * v["usage"]["prompt_tokens"].as_u64().unwrap(), "{metrics}");
 
     // Out of scope: the fixed refusal with hand-off, no generation; a follow-up in history.
     let (status, text) = chat(json!({"messages": [

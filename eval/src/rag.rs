@@ -243,15 +243,29 @@ fn gate_signals(kb: &KnowledgeBase, questions: &[String], chunks: usize) -> anyh
 }
 
 /// Share of questions the gate lets through.
-fn pass_rate(v: &[(f32, f32)], t: (f32, f32)) -> f64 {
-    v.iter().filter(|(r, c)| *r >= t.0 && *c >= t.1).count() as f64 / v.len().max(1) as f64
+fn pass_rate(v: &[(f32, f32)], g: &Gate) -> f64 {
+    let config = g.config();
+    v.iter().filter(|(r, c)| config.admits(*r, *c)).count() as f64 / v.len().max(1) as f64
 }
 
-/// The calibrated gate: thresholds on the dense score and on question coverage.
+/// The calibrated gate: thresholds on the dense score (plus `weight` × question coverage) and
+/// on question coverage, as [`AnswerConfig::admits`] applies them.
 #[derive(Debug, Clone, Copy)]
 pub struct Gate {
     pub relevance: f32,
     pub coverage: f32,
+    pub weight: f32,
+}
+
+impl Gate {
+    fn config(&self) -> AnswerConfig {
+        AnswerConfig {
+            relevance_threshold: self.relevance,
+            coverage_threshold: self.coverage,
+            coverage_weight: self.weight,
+            ..AnswerConfig::default()
+        }
+    }
 }
 
 /// Calibrate the refusal gate of the answer path on held-out questions and measure it on
@@ -260,9 +274,12 @@ pub struct Gate {
 /// Calibration: the in-scope questions after the first `max(--rag-answers, 100)` ones, against
 /// up to 400 questions of `dispatch/msgabench_gov_qa.jsonl` (another domain). The thresholds
 /// maximise balanced accuracy (mean of the in-scope pass rate and the out-of-scope refusal
-/// rate), for the dense score alone and for dense score plus question coverage. Test: the first
-/// `max(--rag-answers, 100)` in-scope questions against `dispatch/msgabench_nlu_dept.jsonl`.
-/// Returns the joint gate, or `None` when the dispatch files are missing.
+/// rate) for three gate shapes: the dense score alone; dense score and question coverage each
+/// above a threshold; and the linear gate `dense + w × coverage ≥ t` with a coverage floor
+/// (the first two are special cases of the third). Test: the first `max(--rag-answers, 100)`
+/// in-scope questions against `dispatch/msgabench_nlu_dept.jsonl`. Returns the linear gate, or
+/// `None` when the dispatch files are missing. The per-question signals go to
+/// `$TMPDIR/zhengwu-rag-gate-signals.jsonl`.
 fn calibrate_gate(args: &EvalArgs, kb: &KnowledgeBase, qa: &[Value], report: &mut Report) -> anyhow::Result<Option<Gate>> {
     let cal_path = args.data.join("dispatch/msgabench_gov_qa.jsonl");
     let test_path = args.data.join("dispatch/msgabench_nlu_dept.jsonl");
@@ -281,49 +298,66 @@ fn calibrate_gate(args: &EvalArgs, kb: &KnowledgeBase, qa: &[Value], report: &mu
     let cal_in = gate_signals(kb, &in_scope[split..], chunks)?;
     let cal_out = gate_signals(kb, &questions(&cal_path, 400)?, chunks)?;
     let test_out = gate_signals(kb, &questions(&test_path, 400)?, chunks)?;
-    let balanced = |t: (f32, f32)| 0.5 * (pass_rate(&cal_in, t) + (1.0 - pass_rate(&cal_out, t)));
+    let mut signals = String::new();
+    for (set, v) in [("test_in", &test_in), ("cal_in", &cal_in), ("cal_out", &cal_out), ("test_out", &test_out)] {
+        for (i, (r, c)) in v.iter().enumerate() {
+            signals.push_str(&serde_json::json!({"set": set, "i": i, "dense": r, "coverage": c}).to_string());
+            signals.push('\n');
+        }
+    }
+    fs_err::write(std::env::temp_dir().join("zhengwu-rag-gate-signals.jsonl"), signals)?;
+    let balanced = |g: &Gate| 0.5 * (pass_rate(&cal_in, g) + (1.0 - pass_rate(&cal_out, g)));
     let grid = |from: f32, to: f32, step: f32| {
         let n = ((to - from) / step).round() as usize;
         (0..=n).map(move |i| from + i as f32 * step)
     };
-    let mut dense_only = (f64::MIN, (0.0f32, 0.0f32));
-    let mut joint = (f64::MIN, (0.0f32, 0.0f32));
-    for r in grid(0.70, 0.98, 0.0025) {
-        let b = balanced((r, 0.0));
-        if b > dense_only.0 {
-            dense_only = (b, (r, 0.0));
-        }
-        for c in grid(0.0, 1.0, 0.025) {
-            let b = balanced((r, c));
-            if b > joint.0 {
-                joint = (b, (r, c));
+    let zero = Gate { relevance: 0.0, coverage: 0.0, weight: 0.0 };
+    let (mut dense_only, mut joint, mut linear) = ((f64::MIN, zero), (f64::MIN, zero), (f64::MIN, zero));
+    for weight in [0.0f32, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3] {
+        for relevance in grid(0.70, 0.98 + weight, 0.0025) {
+            for coverage in grid(0.0, 1.0, 0.025) {
+                let g = Gate { relevance, coverage, weight };
+                let b = balanced(&g);
+                if weight == 0.0 && coverage == 0.0 && b > dense_only.0 {
+                    dense_only = (b, g);
+                }
+                if weight == 0.0 && b > joint.0 {
+                    joint = (b, g);
+                }
+                if b > linear.0 {
+                    linear = (b, g);
+                }
             }
         }
     }
     let served = AnswerConfig::default();
-    let served_t = (served.relevance_threshold, served.coverage_threshold);
+    let served_g = Gate { relevance: served.relevance_threshold, coverage: served.coverage_threshold, weight: served.coverage_weight };
     let mut table = String::from(
-        "| gate | dense ≥ | coverage ≥ | calibration balanced acc. | test in-scope pass | test out-of-scope refused |\n|---|---:|---:|---:|---:|---:|\n",
+        "| gate | dense + w·coverage ≥ | w | coverage ≥ | calibration balanced acc. | test in-scope pass | test out-of-scope refused |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
-    for (name, bal, t, key) in [
-        ("built-in default", balanced(served_t), served_t, "default"),
+    for (name, bal, g, key) in [
+        ("built-in default", balanced(&served_g), served_g, "default"),
         ("dense score, calibrated", dense_only.0, dense_only.1, "dense"),
         ("dense + coverage, calibrated", joint.0, joint.1, "joint"),
+        ("dense + w·coverage, calibrated (served)", linear.0, linear.1, "linear"),
     ] {
-        let (pass, refused) = (pass_rate(&test_in, t), 1.0 - pass_rate(&test_out, t));
+        let (pass, refused) = (pass_rate(&test_in, &g), 1.0 - pass_rate(&test_out, &g));
         report.metric(format!("rag.gate.{key}.in_scope_pass"), pass);
         report.metric(format!("rag.gate.{key}.out_of_scope_refused"), refused);
         table.push_str(&format!(
-            "| {name} | {:.4} | {:.3} | {} | {} | {} |\n",
-            t.0,
-            t.1,
+            "| {name} | {:.4} | {:.3} | {:.3} | {} | {} | {} |\n",
+            g.relevance,
+            g.weight,
+            g.coverage,
             fmt_num(bal),
             fmt_num(pass),
             fmt_num(refused)
         ));
     }
-    report.metric("rag.gate.relevance_threshold", joint.1 .0 as f64);
-    report.metric("rag.gate.coverage_threshold", joint.1 .1 as f64);
+    let gate = linear.1;
+    report.metric("rag.gate.relevance_threshold", gate.relevance as f64);
+    report.metric("rag.gate.coverage_threshold", gate.coverage as f64);
+    report.metric("rag.gate.coverage_weight", gate.weight as f64);
     let q = |v: &[(f32, f32)], f: fn(&(f32, f32)) -> f32, p: f64| {
         let mut v: Vec<f64> = v.iter().map(|x| f(x) as f64).collect();
         percentile(&mut v, p)
@@ -347,13 +381,13 @@ fn calibrate_gate(args: &EvalArgs, kb: &KnowledgeBase, qa: &[Value], report: &mu
             fmt_num(q(v, c, 0.95))
         ));
     }
-    let (r, c) = joint.1;
+    let (r, c, w) = (gate.relevance, gate.coverage, gate.weight);
     report.section(format!(
-        "## Refusal gate\n\nThe answer path refuses (and hands off to a human) when the best dense cosine of the retrieved sources or the share of the question's character bigrams found in them is below a threshold. Thresholds are chosen on the calibration sets (in-scope questions {}.., 400 of dispatch/msgabench_gov_qa) and measured on the test sets (in-scope questions 0..{split}, dispatch/msgabench_nlu_dept). Serve the calibrated gate with `ZHENGWU_RAG_RELEVANCE={r:.4} ZHENGWU_RAG_COVERAGE={c:.3}`.\n\n{table}\n{dist}",
+        "## Refusal gate\n\nThe answer path refuses (and hands off to a human) when the best dense cosine of the retrieved sources, plus w times the share of the question's character bigrams found in them (coverage), is below a threshold, or when coverage alone is below a floor. Thresholds are chosen on the calibration sets (in-scope questions {}.., 400 of dispatch/msgabench_gov_qa) and measured on the test sets (in-scope questions 0..{split}, dispatch/msgabench_nlu_dept). Serve the calibrated gate with `ZHENGWU_RAG_RELEVANCE={r:.4} ZHENGWU_RAG_COVERAGE={c:.3} ZHENGWU_RAG_COVERAGE_WEIGHT={w:.3}`. Per-question signals: `$TMPDIR/zhengwu-rag-gate-signals.jsonl`.\n\n{table}\n{dist}",
         split
     ));
-    eprintln!("rag: gate dense >= {r:.4}, coverage >= {c:.3}");
-    Ok(Some(Gate { relevance: r, coverage: c }))
+    eprintln!("rag: gate dense + {w:.3} x coverage >= {r:.4}, coverage >= {c:.3}");
+    Ok(Some(gate))
 }
 
 fn answer_metrics(
@@ -375,6 +409,7 @@ fn answer_metrics(
     if let Some(g) = gate {
         config.relevance_threshold = g.relevance;
         config.coverage_threshold = g.coverage;
+        config.coverage_weight = g.weight;
     }
     let answerer = Answerer { kb, generator: Arc::new(engine), config };
     let n = args.rag_answers;
@@ -452,7 +487,7 @@ fn answer_metrics(
     report.section(format!(
         "## Answers\n\nModel `{model}`, first {n} questions (greedy, max 160 tokens), relevance gate {}. Out-of-scope: first {oos_n} questions of dispatch/msgabench_nlu_dept.jsonl. `containment` is measured on the answer as served (the model's text plus the 原文摘录 excerpt of the cited source it rests on, when the text does not already hold it); `containment_generated` on the model's text alone; `with_excerpt` is the share of answers with an excerpt.",
         match gate {
-            Some(g) => format!("dense ≥ {:.4}, coverage ≥ {:.3} (calibrated above)", g.relevance, g.coverage),
+            Some(g) => format!("dense + {:.3} × coverage ≥ {:.4}, coverage ≥ {:.3} (calibrated above)", g.weight, g.relevance, g.coverage),
             None => format!("dense ≥ {} (built-in default)", answerer.config.relevance_threshold),
         }
     ));

@@ -3,7 +3,8 @@
 //!
 //! Order of decisions for a question:
 //! 1. FAQ: the closest FAQ question with cosine >= `faq_threshold` is answered verbatim.
-//! 2. Relevance gate: if the best dense score of the retrieved chunks is below
+//! 2. Relevance gate ([`AnswerConfig::admits`]): if the best dense score of the retrieved
+//!    chunks (plus a weighted share of the question's wording found in them) is below
 //!    `relevance_threshold`, the fixed refusal ([`REFUSAL`]) is returned without generating.
 //! 3. Generation over the top `context_chunks` sources; instruction-like sentences inside the
 //!    sources are removed before they reach the prompt, and the system prompt says sources are
@@ -45,6 +46,12 @@ pub struct AnswerConfig {
     /// ([`question_coverage`]); below it the question is refused as out of scope. 0 = off.
     #[serde(default)]
     pub coverage_threshold: f32,
+    /// Weight of question coverage in the relevance gate: a question passes when
+    /// `relevance + coverage_weight × coverage >= relevance_threshold` (and coverage is at least
+    /// `coverage_threshold`), so strong lexical evidence admits a question whose dense score is
+    /// slightly low. 0 = the dense score alone.
+    #[serde(default)]
+    pub coverage_weight: f32,
 }
 
 impl Default for AnswerConfig {
@@ -52,7 +59,22 @@ impl Default for AnswerConfig {
         // Calibrated on the starter knowledge base (test `relevance_threshold_is_calibrated...`):
         // 12 in-scope questions scored 0.884..0.972, 8 unrelated ones (weather, films, recipes,
         // sport, pets, crypto) 0.813..0.849; the threshold sits between the two.
-        Self { faq_threshold: 0.93, relevance_threshold: 0.865, context_chunks: 4, max_tokens: 320, coverage_threshold: 0.0 }
+        Self {
+            faq_threshold: 0.93,
+            relevance_threshold: 0.865,
+            context_chunks: 4,
+            max_tokens: 320,
+            coverage_threshold: 0.0,
+            coverage_weight: 0.0,
+        }
+    }
+}
+
+impl AnswerConfig {
+    /// The refusal gate: whether retrieved sources with best dense score `relevance` and
+    /// question coverage `coverage` ([`question_coverage`]) are relevant enough to answer from.
+    pub fn admits(&self, relevance: f32, coverage: f32) -> bool {
+        coverage >= self.coverage_threshold && relevance + self.coverage_weight * coverage >= self.relevance_threshold
     }
 }
 
@@ -111,13 +133,43 @@ pub enum AnswerKind {
     Refusal,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub retrieve_secs: f64,
+    /// Seconds the generation waited for the engine before its first forward pass.
+    #[serde(default)]
+    pub queue_secs: f64,
     pub prefill_secs: f64,
     pub decode_secs: f64,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
+}
+
+impl Timings {
+    /// The timings of an answer generated after `retrieve_secs` of retrieval.
+    pub fn generated(retrieve_secs: f64, c: &zhengwu_inference::Completion) -> Self {
+        Self {
+            retrieve_secs,
+            queue_secs: c.queue_secs,
+            prefill_secs: c.prefill_secs,
+            decode_secs: c.decode_secs,
+            prompt_tokens: c.prompt_tokens,
+            completion_tokens: c.completion_tokens,
+        }
+    }
+
+    /// The engine's view of the generation (for throughput metrics); `None` when nothing was
+    /// generated (FAQ, refusal before generation).
+    pub fn completion(&self) -> Option<zhengwu_inference::Completion> {
+        (self.prompt_tokens > 0).then(|| zhengwu_inference::Completion {
+            finish_reason: zhengwu_inference::FinishReason::Stop,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            queue_secs: self.queue_secs,
+            prefill_secs: self.prefill_secs,
+            decode_secs: self.decode_secs,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,7 +251,7 @@ fn refusal(relevance: f32, retrieve_secs: f64) -> Answer {
         citations: Vec::new(),
         relevance,
         excerpt: None,
-        timings: Timings { retrieve_secs, prefill_secs: 0.0, decode_secs: 0.0, prompt_tokens: 0, completion_tokens: 0 },
+        timings: Timings { retrieve_secs, ..Timings::default() },
     }
 }
 
@@ -455,13 +507,7 @@ impl Answerer {
                     citations: vec![citation(1, &faq)],
                     relevance: score,
                     excerpt: None,
-                    timings: Timings {
-                        retrieve_secs: t0.elapsed().as_secs_f64(),
-                        prefill_secs: 0.0,
-                        decode_secs: 0.0,
-                        prompt_tokens: 0,
-                        completion_tokens: 0,
-                    },
+                    timings: Timings { retrieve_secs: t0.elapsed().as_secs_f64(), ..Timings::default() },
                 }));
             }
         }
@@ -472,10 +518,7 @@ impl Answerer {
         let hits = self.kb.search(&search)?;
         let relevance = hits.iter().filter_map(|h| h.dense.map(|d| d.score)).fold(0.0f32, f32::max);
         let retrieve_secs = t0.elapsed().as_secs_f64();
-        if hits.is_empty()
-            || relevance < self.config.relevance_threshold
-            || question_coverage(q, &hits) < self.config.coverage_threshold
-        {
+        if hits.is_empty() || !self.config.admits(relevance, question_coverage(q, &hits)) {
             return Ok(Plan::Final(refusal(relevance, retrieve_secs)));
         }
         let messages = build_messages(q, &hits);
@@ -503,14 +546,7 @@ impl Answerer {
                     match ev {
                         GenerationEvent::Delta(d) => text.push_str(&d),
                         GenerationEvent::Done(c) => {
-                            let t = Timings {
-                                retrieve_secs,
-                                prefill_secs: c.prefill_secs,
-                                decode_secs: c.decode_secs,
-                                prompt_tokens: c.prompt_tokens,
-                                completion_tokens: c.completion_tokens,
-                            };
-                            return Ok(finish(&text, &sources, relevance, t));
+                            return Ok(finish(&text, &sources, relevance, Timings::generated(retrieve_secs, &c)));
                         }
                         GenerationEvent::Failed(e) => return Err(e.into()),
                     }
@@ -559,7 +595,7 @@ mod tests {
     }
 
     fn t() -> Timings {
-        Timings { retrieve_secs: 0.0, prefill_secs: 0.0, decode_secs: 0.0, prompt_tokens: 0, completion_tokens: 0 }
+        Timings::default()
     }
 
     #[test]
@@ -643,6 +679,17 @@ mod tests {
         let half = question_coverage("居住证上牌", &s);
         assert!((half - 0.5).abs() < 1e-6, "{half}");
         assert_eq!(question_coverage("？", &s), 0.0);
+    }
+
+    #[test]
+    fn the_gate_weighs_coverage_into_the_dense_score() {
+        let dense_only = AnswerConfig { relevance_threshold: 0.9, ..AnswerConfig::default() };
+        assert!(dense_only.admits(0.9, 0.0));
+        assert!(!dense_only.admits(0.89, 1.0), "weight 0: coverage cannot lift a low dense score");
+        let linear = AnswerConfig { relevance_threshold: 0.95, coverage_weight: 0.1, coverage_threshold: 0.3, ..AnswerConfig::default() };
+        assert!(linear.admits(0.89, 0.7), "0.89 + 0.1 x 0.7 = 0.96");
+        assert!(!linear.admits(0.89, 0.5), "0.89 + 0.1 x 0.5 = 0.94");
+        assert!(!linear.admits(0.99, 0.2), "coverage below its floor");
     }
 
     #[test]

@@ -295,3 +295,90 @@ impl EdgeStore {
             .map_err(|_| store_err(format!("flushing the store in {} failed (disk full or unwritable?)", self.path.display())))
     }
 }
+
+/// What [`EdgeStore::import_snapshot`] restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotImport {
+    pub points: usize,
+    /// Dimension of the dense vectors (the embedder that searches the store must match it).
+    pub dim: usize,
+    pub segments: usize,
+}
+
+impl EdgeStore {
+    /// Restore a Qdrant shard snapshot as the embedded store in `dir`: the way a collection moves
+    /// from a Qdrant server (`POST /collections/{name}/shards/{shard}/snapshot`) to the embedded
+    /// backend, with its segments and indexes as the server built them.
+    ///
+    /// `dir` must be absent or empty. The archive is unpacked by the engine's own snapshot
+    /// restore into a staging directory beside `dir`, opened, checked for this store's layout
+    /// (cosine [`DENSE`] vectors, [`SPARSE`] vectors with the IDF modifier), given the payload
+    /// indexes the filters use, flushed, and only then renamed to `dir`; on any error the
+    /// staging directory is removed and `dir` is left as it was. Only the segments count: the
+    /// embedded engine does not replay a WAL (see the module docs), and a server snapshot holds
+    /// its points in segments.
+    pub fn import_snapshot(snapshot: &Path, dir: &Path) -> Result<SnapshotImport> {
+        let meta = fs_err::metadata(snapshot)?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!("{} is not a snapshot file", snapshot.display())));
+        }
+        if dir.exists() && fs_err::read_dir(dir)?.next().is_some() {
+            return Err(Error::invalid(format!(
+                "{} is not empty: import a snapshot into a new store directory",
+                dir.display()
+            )));
+        }
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "store".into());
+        let staging = dir.with_file_name(format!(".{name}.importing"));
+        if staging.exists() {
+            fs_err::remove_dir_all(&staging)?;
+        }
+        match Self::restore_into(snapshot, &staging) {
+            Ok(report) => {
+                if dir.exists() {
+                    fs_err::remove_dir(dir)?;
+                }
+                fs_err::rename(&staging, dir)?;
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = fs_err::remove_dir_all(&staging);
+                Err(e)
+            }
+        }
+    }
+
+    fn restore_into(snapshot: &Path, staging: &Path) -> Result<SnapshotImport> {
+        let what = |e: &dyn std::fmt::Display| store_err(format!("restoring the snapshot {}: {e}", snapshot.display()));
+        EdgeShard::unpack_snapshot(snapshot, staging).map_err(|e| what(&e))?;
+        let segments = fs_err::read_dir(staging.join("segments"))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir() && !e.file_name().to_string_lossy().starts_with('.'))
+            .count();
+        if segments == 0 {
+            return Err(what(&"the archive holds no segments (is it a shard snapshot?)"));
+        }
+        let shard = EdgeShard::load(staging, None).map_err(|e| what(&e))?;
+        let dim = {
+            let config = shard.config();
+            let dense = config
+                .vectors
+                .get(DENSE)
+                .ok_or_else(|| what(&format!("it has no dense vector `{DENSE}` (vectors: {:?})", config.vectors.keys().collect::<Vec<_>>())))?;
+            if dense.distance != qdrant_edge::Distance::Cosine {
+                return Err(what(&format!("`{DENSE}` uses {:?} distance, this store searches by cosine", dense.distance)));
+            }
+            match config.sparse_vectors.get(SPARSE) {
+                Some(s) if s.modifier == Some(Modifier::Idf) => {}
+                Some(_) => return Err(what(&format!("sparse vector `{SPARSE}` has no IDF modifier (BM25 scores would be wrong)"))),
+                None => return Err(what(&format!("it has no sparse vector `{SPARSE}`"))),
+            }
+            dense.size
+        };
+        let store = Self { shard, path: staging.to_path_buf(), writes: std::sync::Mutex::new(()) };
+        store.create_indexes()?;
+        store.optimize()?;
+        let points = store.count()?;
+        Ok(SnapshotImport { points, dim, segments })
+    }
+}

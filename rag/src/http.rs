@@ -64,8 +64,9 @@ impl RagConfig {
     /// [`crate::store::FusionWeights::parse`]), `ZHENGWU_RAG_RELEVANCE=T` for the relevance
     /// gate (best dense cosine below which `/api/ask` refuses; `zhengwu eval rag` calibrates it
     /// on held-out data), `ZHENGWU_RAG_COVERAGE=T` for the question-coverage gate (see
-    /// [`crate::answer::question_coverage`]) and `ZHENGWU_RAG_FAQ=T` for verbatim FAQ answers;
-    /// an invalid value is an error.
+    /// [`crate::answer::question_coverage`]), `ZHENGWU_RAG_COVERAGE_WEIGHT=W` (0..=1) for the
+    /// weight of coverage in the relevance gate ([`AnswerConfig::admits`]) and
+    /// `ZHENGWU_RAG_FAQ=T` for verbatim FAQ answers; an invalid value is an error.
     pub fn from_env() -> crate::error::Result<Self> {
         let (docs_dir, store_dir) = (Self::docs_dir_from_env(), Self::store_dir_from_env());
         // Off by default: every `serve` (tests start many) would otherwise write the store.
@@ -84,6 +85,16 @@ impl RagConfig {
             if let Ok(v) = std::env::var(var) {
                 *slot = parse_cosine(&v).map_err(|e| crate::error::Error::invalid(format!("{var}: {e}")))?;
             }
+        }
+        if let Ok(v) = std::env::var("ZHENGWU_RAG_COVERAGE_WEIGHT") {
+            answer.coverage_weight = match v.trim().parse::<f32>() {
+                Ok(w) if (0.0..=1.0).contains(&w) => w,
+                _ => {
+                    return Err(crate::error::Error::invalid(format!(
+                        "ZHENGWU_RAG_COVERAGE_WEIGHT: `{v}` is not a weight (expected a number in 0..=1)"
+                    )))
+                }
+            };
         }
         Ok(Self { docs_dir, store_dir, auto_ingest, answer, weights })
     }
@@ -419,7 +430,7 @@ impl RagState {
                                 }
                             }
                             Some(GenerationEvent::Done(c)) => {
-                                let answer = finish(&text, &sources, relevance, timings(retrieve_secs, &c));
+                                let answer = finish(&text, &sources, relevance, Timings::generated(retrieve_secs, &c));
                                 // The appended 原文摘录 line is one more delta.
                                 if answer.kind == AnswerKind::Generated {
                                     if let Some(rest) = answer.answer.strip_prefix(text.trim()).filter(|r| !r.is_empty()) {
@@ -505,15 +516,6 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
     Ok(with_ai_header(sse.into_response()))
 }
 
-fn timings(retrieve_secs: f64, c: &zhengwu_inference::Completion) -> Timings {
-    Timings {
-        retrieve_secs,
-        prefill_secs: c.prefill_secs,
-        decode_secs: c.decode_secs,
-        prompt_tokens: c.prompt_tokens,
-        completion_tokens: c.completion_tokens,
-    }
-}
 
 #[cfg(test)]
 mod tests {

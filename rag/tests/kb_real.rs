@@ -125,6 +125,117 @@ fn acknowledged_writes_survive_a_crash() {
     assert_eq!(store.doc_chunks("c.md").unwrap().len(), 3);
 }
 
+/// A shard snapshot archive in Qdrant's layout, made from a flushed embedded store: each
+/// segment as `segments/<uuid>.tar` holding `snapshot/files/<segment files>` (the server's
+/// regular snapshot format), beside the shard's WAL and a server-side config file.
+fn shard_snapshot_of(store_dir: &Path, out: &Path) {
+    let mut top = tar::Builder::new(std::fs::File::create(out).unwrap());
+    for e in std::fs::read_dir(store_dir.join("segments")).unwrap() {
+        let e = e.unwrap();
+        if !e.path().is_dir() {
+            continue;
+        }
+        let mut inner = tar::Builder::new(Vec::new());
+        inner.append_dir_all("snapshot/files", e.path()).unwrap();
+        let bytes = inner.into_inner().unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(bytes.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        top.append_data(&mut h, format!("segments/{}.tar", e.file_name().to_string_lossy()), bytes.as_slice()).unwrap();
+    }
+    top.append_dir_all("wal", store_dir.join("wal")).unwrap();
+    let config = br#"{"type":"Local"}"#;
+    let mut h = tar::Header::new_gnu();
+    h.set_size(config.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    top.append_data(&mut h, "shard_config.json", &config[..]).unwrap();
+    top.finish().unwrap();
+}
+
+/// `kb import-snapshot`: a shard snapshot becomes the embedded store, with the same points,
+/// payloads, indexes and search results; bad archives, other layouts and non-empty targets are
+/// refused by name and leave nothing behind.
+#[test]
+fn a_shard_snapshot_restores_as_the_embedded_store() {
+    use zhengwu_rag::store::{point_id, ChunkPayload, FusionWeights, Point, SparseVec, StoreQuery};
+    let point = |doc: &str, region: &str, i: usize| Point {
+        id: point_id(doc, i),
+        dense: (0..4).map(|k| if k == i % 4 { 1.0 } else { 0.1 * (k + 1) as f32 }).collect(),
+        sparse: SparseVec { indices: vec![i as u32 + 1, 40], values: vec![1.0, 0.5] },
+        payload: ChunkPayload {
+            chunk_index: i,
+            chunk_count: 4,
+            region: Some(region.to_string()),
+            ..ChunkPayload::plain(doc, &format!("{doc} 第{i}段"))
+        },
+    };
+    let query = |region: Option<&str>| StoreQuery {
+        dense: Some(vec![0.9, 0.2, 0.1, 0.3]),
+        sparse: Some(SparseVec { indices: vec![1, 40], values: vec![1.0, 1.0] }),
+        filter: KbFilter { region: region.map(String::from), ..Default::default() },
+        limit: 5,
+        prefetch: 10,
+        weights: FusionWeights::default(),
+    };
+    let ids = |store: &EdgeStore, region: Option<&str>| -> Vec<u64> {
+        store.query(&query(region)).unwrap().into_iter().map(|h| h.id).collect()
+    };
+    let work = tempfile::tempdir().unwrap();
+    let (src, snap) = (work.path().join("src"), work.path().join("kb.snapshot"));
+    let before = {
+        let store = EdgeStore::open(&src, 4).unwrap();
+        for (doc, region) in [("a.md", "广州"), ("b.md", "深圳"), ("c.md", "广州")] {
+            store.upsert((0..4).map(|i| point(doc, region, i)).collect()).unwrap();
+        }
+        store.optimize().unwrap();
+        (ids(&store, None), ids(&store, Some("深圳")), store.documents().unwrap())
+    };
+    assert_eq!(before.1.len(), 4, "the region filter keeps b.md only: {:?}", before.1);
+    shard_snapshot_of(&src, &snap);
+
+    let target = work.path().join("restored");
+    let r = EdgeStore::import_snapshot(&snap, &target).unwrap();
+    assert_eq!((r.points, r.dim), (12, 4), "{r:?}");
+    assert!(r.segments >= 1);
+    assert!(!work.path().join(".restored.importing").exists(), "staging directory left behind");
+    let restored = EdgeStore::open(&target, 4).unwrap();
+    assert_eq!(restored.count().unwrap(), 12);
+    assert_eq!(restored.documents().unwrap(), before.2);
+    assert_eq!(ids(&restored, None), before.0);
+    assert_eq!(ids(&restored, Some("深圳")), before.1);
+    // The restored store takes writes, and a second import into it is refused.
+    assert_eq!(restored.delete_doc("b.md").unwrap(), 4);
+    let err = EdgeStore::import_snapshot(&snap, &target).unwrap_err().to_string();
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(restored.count().unwrap(), 8);
+    drop(restored);
+
+    // Not a tar archive: refused, nothing created.
+    let bad = work.path().join("bad.snapshot");
+    std::fs::write(&bad, b"this is not a tar archive at all, just some bytes").unwrap();
+    let fresh = work.path().join("fresh");
+    let err = EdgeStore::import_snapshot(&bad, &fresh).unwrap_err().to_string();
+    assert!(err.contains("bad.snapshot"), "{err}");
+    assert!(!fresh.exists() && !work.path().join(".fresh.importing").exists());
+    // A collection of another layout (no `dense` vector): refused by name.
+    let other = work.path().join("other");
+    {
+        let config = qdrant_edge::EdgeConfigBuilder::new()
+            .vector("image", qdrant_edge::EdgeVectorParamsBuilder::new(4, qdrant_edge::Distance::Dot).build())
+            .build();
+        std::fs::create_dir_all(&other).unwrap();
+        let shard = qdrant_edge::EdgeShard::new(&other, config).unwrap();
+        shard.flush();
+    }
+    let other_snap = work.path().join("other.snapshot");
+    shard_snapshot_of(&other, &other_snap);
+    let err = EdgeStore::import_snapshot(&other_snap, &fresh).unwrap_err().to_string();
+    assert!(err.contains("no dense vector"), "{err}");
+    assert!(!fresh.exists() && !work.path().join(".fresh.importing").exists());
+}
+
 #[test]
 fn ingest_then_restart_then_search_finds_the_same_chunks() {
     let docs = tempfile::tempdir().unwrap();

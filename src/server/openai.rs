@@ -331,6 +331,9 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
                 None => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "generation ended without a result")),
             }
         };
+        if let Some(c) = answer.timings.completion() {
+            state.metrics.record_completion(&c);
+        }
         let body = json!({
             "id": id,
             "object": "chat.completion",
@@ -354,6 +357,7 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
     let chunk = move |delta: Value, finish: Option<&str>| stream_chunk(&id, created, &model, delta, finish);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     tokio::spawn(async move {
+        let metrics = &state.metrics;
         let send = |v: Value| Ok::<_, Infallible>(Event::default().data(v.to_string()));
         if tx.send(send(chunk(json!({"role": "assistant", "content": ""}), None))).await.is_err() {
             return;
@@ -368,7 +372,12 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
                         return;
                     }
                 }
-                Some(zhengwu_rag::http::AskEvent::Done(a)) => break a,
+                Some(zhengwu_rag::http::AskEvent::Done(a)) => {
+                    if let Some(c) = a.timings.completion() {
+                        metrics.record_completion(&c);
+                    }
+                    break a;
+                }
                 Some(zhengwu_rag::http::AskEvent::Failed(e)) => {
                     let e = from_rag_error(e);
                     let body = json!({"error": {"message": e.message, "type": e.kind, "code": e.code, "param": null}});
