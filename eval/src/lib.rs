@@ -56,6 +56,10 @@ pub struct EvalArgs {
     /// chat model (first of `--models`, default the 1.5B); 0 = retrieval only.
     #[arg(long, default_value_t = 0)]
     pub rag_answers: usize,
+    /// `rag` suite: answer questions from this index on (in-scope and out-of-scope alike), e.g.
+    /// to confirm on fresh questions a change chosen on the first ones.
+    #[arg(long, default_value_t = 0)]
+    pub rag_answers_from: usize,
     /// `rag` suite: keep the ingested store in this folder and reuse it on the next run
     /// (incremental ingest skips unchanged documents); default a fresh temporary store.
     #[arg(long)]

@@ -271,13 +271,14 @@ impl Gate {
 /// Calibrate the refusal gate of the answer path on held-out questions and measure it on
 /// others.
 ///
-/// Calibration: the in-scope questions after the first `max(--rag-answers, 100)` ones, against
+/// Calibration: the in-scope questions after the first `max(--rag-answers-from + --rag-answers,
+/// 100)` ones (so never a question that is answered), against
 /// up to 400 questions of `dispatch/msgabench_gov_qa.jsonl` (another domain). The thresholds
 /// maximise balanced accuracy (mean of the in-scope pass rate and the out-of-scope refusal
 /// rate) for three gate shapes: the dense score alone; dense score and question coverage each
 /// above a threshold; and the linear gate `dense + w × coverage ≥ t` with a coverage floor
-/// (the first two are special cases of the third). Test: the first `max(--rag-answers, 100)`
-/// in-scope questions against `dispatch/msgabench_nlu_dept.jsonl`. Returns the linear gate, or
+/// (the first two are special cases of the third). Test: the in-scope questions before those
+/// against `dispatch/msgabench_nlu_dept.jsonl`. Returns the linear gate, or
 /// `None` when the dispatch files are missing. The per-question signals go to
 /// `$TMPDIR/zhengwu-rag-gate-signals.jsonl`.
 fn calibrate_gate(args: &EvalArgs, kb: &KnowledgeBase, qa: &[Value], report: &mut Report) -> anyhow::Result<Option<Gate>> {
@@ -289,7 +290,7 @@ fn calibrate_gate(args: &EvalArgs, kb: &KnowledgeBase, qa: &[Value], report: &mu
         return Ok(None);
     }
     let chunks = AnswerConfig::default().context_chunks;
-    let split = args.rag_answers.max(100).min(in_scope.len() / 2);
+    let split = (args.rag_answers_from + args.rag_answers).max(100).min(in_scope.len() / 2);
     let questions = |p: &Path, n: usize| -> anyhow::Result<Vec<String>> {
         Ok(read_jsonl(p)?.iter().map(|q| s(q, "question")).filter(|q| !q.trim().is_empty()).take(n).collect())
     };
@@ -412,7 +413,7 @@ fn answer_metrics(
         config.coverage_weight = g.weight;
     }
     let answerer = Answerer { kb, generator: Arc::new(engine), config };
-    let n = args.rag_answers;
+    let (from, n) = (args.rag_answers_from, args.rag_answers);
     let (mut contained, mut f1, mut refused) = (0.0, 0.0, 0.0);
     // Containment of the model's own text (without the 原文摘录 excerpt), and excerpts attached.
     let (mut contained_generated, mut with_excerpt) = (0.0, 0.0);
@@ -423,7 +424,7 @@ fn answer_metrics(
     let (mut prefill, mut decode, mut retrieve, mut ptoks) = (0.0, 0.0, 0.0, 0usize);
     // End-to-end latency of each generated answer (retrieve + prefill + decode).
     let mut totals: Vec<f64> = Vec::new();
-    for q in qa.iter().take(n) {
+    for q in qa.iter().skip(from).take(n) {
         let gold = q.get("answer").and_then(|a| a.get("text")).and_then(|t| t.as_str()).unwrap_or_default();
         let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
         let a = answerer.ask_blocking(&ask)?;
@@ -474,7 +475,7 @@ fn answer_metrics(
     let mut oos_refused = 0.0;
     let mut oos_n = 0.0;
     if oos_path.is_file() {
-        for q in read_jsonl(&oos_path)?.iter().take(n) {
+        for q in read_jsonl(&oos_path)?.iter().skip(from).take(n) {
             let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
             let a = answerer.ask_blocking(&ask)?;
             oos_n += 1.0;
@@ -485,8 +486,10 @@ fn answer_metrics(
         report.metric("rag.refusal.out_of_scope", oos_refused / f64::max(oos_n, 1.0));
     }
     report.section(format!(
-        "## Answers\n\nModel `{model}`, first {n} questions (greedy, max 160 tokens), relevance gate {}. Out-of-scope: first {oos_n} questions of dispatch/msgabench_nlu_dept.jsonl. `containment` is measured on the answer as served (the model's text plus the 原文摘录 excerpt of the cited source it rests on, when the text does not already hold it); `containment_generated` on the model's text alone; `with_excerpt` is the share of answers with an excerpt.",
-        match gate {
+        "## Answers\n\nModel `{model}`, questions {from}..{end} (greedy, max 160 tokens), relevance gate {gate}. Out-of-scope: questions {from}..{oos_end} of dispatch/msgabench_nlu_dept.jsonl. `containment` is measured on the answer as served (the model's text plus the 原文摘录 excerpt of the cited source it rests on, when the text does not already hold it); `containment_generated` on the model's text alone; `with_excerpt` is the share of answers with an excerpt.",
+        end = from + asked as usize,
+        oos_end = from + oos_n as usize,
+        gate = match gate {
             Some(g) => format!("dense + {:.3} × coverage ≥ {:.4}, coverage ≥ {:.3} (calibrated above)", g.weight, g.relevance, g.coverage),
             None => format!("dense ≥ {} (built-in default)", answerer.config.relevance_threshold),
         }

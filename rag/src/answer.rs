@@ -11,9 +11,9 @@
 //!    data. The model cites `[n]`; sources it cites (or, failing markers, whose text the answer
 //!    overlaps) become the citations. An answer that the model marks as unanswerable, or that
 //!    overlaps no source, is replaced by the refusal.
-//! 4. Excerpt: the sentences of the cited sources that the answer's wording matches best are
-//!    quoted verbatim after it (原文摘录, [`select_excerpt`]), so a paraphrase by a small model
-//!    still shows the citizen the policy's exact words.
+//! 4. Excerpt: the passage of the cited sources that the answer's wording matches best, run on
+//!    to the end of its provision, is quoted verbatim after it (原文摘录, [`select_excerpt`]), so
+//!    a paraphrase by a small model still shows the citizen the policy's exact words.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -221,7 +221,8 @@ const EXCERPT_MIN_F1: f32 = 0.2;
 /// Plan for a question: either a final answer without generation, or a prompt to generate.
 pub enum Plan {
     Final(Answer),
-    Generate { prompt: String, sources: Vec<Hit>, relevance: f32, retrieve_secs: f64 },
+    /// `question` is the one searched and answered (a follow-up read with its history).
+    Generate { prompt: String, question: String, sources: Vec<Hit>, relevance: f32, retrieve_secs: f64 },
 }
 
 pub struct Answerer {
@@ -335,7 +336,7 @@ pub fn question_coverage(question: &str, sources: &[Hit]) -> f32 {
 
 /// Turn generated text into the final answer: citations from `[n]` markers, else from text
 /// overlap; refusal when the model said it cannot answer or nothing grounds the answer.
-pub fn finish(text: &str, sources: &[Hit], relevance: f32, timings: Timings) -> Answer {
+pub fn finish(question: &str, text: &str, sources: &[Hit], relevance: f32, timings: Timings) -> Answer {
     let trimmed = text.trim();
     if trimmed.is_empty() || (trimmed.contains(CANNOT) && trimmed.chars().count() < 40) {
         return Answer { timings, ..refusal(relevance, 0.0) };
@@ -376,7 +377,7 @@ pub fn finish(text: &str, sources: &[Hit], relevance: f32, timings: Timings) -> 
     if cited.is_empty() || !grounded {
         return Answer { timings, ..refusal(relevance, 0.0) };
     }
-    let excerpt = select_excerpt(trimmed, sources, &cited);
+    let excerpt = select_excerpt(question, trimmed, sources, &cited);
     let mut answer = trimmed.to_string();
     if let Some(e) = &excerpt {
         let norm = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).collect::<String>();
@@ -442,43 +443,69 @@ fn sentence_spans(text: &str) -> Vec<(usize, usize)> {
     spans
 }
 
-/// The passage of the cited sources that the answer was drawn from: among runs of up to
-/// three consecutive sentences (at most 300 characters) of each cited chunk, the one with the
-/// highest character-bigram F1 against the answer, if that F1 reaches 0.2. Small models
-/// paraphrase (a word changed, list numbering added); the excerpt gives the citizen the exact
-/// wording of the policy next to the explanation.
-pub fn select_excerpt(answer: &str, sources: &[Hit], cited: &[usize]) -> Option<Excerpt> {
+/// The passage of the cited sources that answers the question in the answer's terms. The anchor
+/// is the run of up to three consecutive sentences (at most 300 characters) of a cited chunk
+/// that scores highest by its character-bigram F1 against the answer plus the share of the
+/// question's bigrams it holds, among runs whose F1 reaches 0.2; a question sentence (ending in
+/// ？ or ?, e.g. an FAQ heading) is never quoted as evidence. The excerpt then continues
+/// with the sentences that follow the anchor on the same line, up to 300 characters in all,
+/// stopping before a new article (第N条/章/节) or a question: small models paraphrase (a word
+/// changed, list numbering added) and cut enumerations short, so the citizen gets the policy's
+/// own wording of the whole provision next to the explanation.
+pub fn select_excerpt(question: &str, answer: &str, sources: &[Hit], cited: &[usize]) -> Option<Excerpt> {
     let ans = bigrams(&strip_markers(answer));
     if ans.is_empty() {
         return None;
     }
-    let mut best: Option<(f32, Excerpt)> = None;
+    let asked = bigrams(question);
+    // (score, citation number, chunk characters, sentence spans, first and last sentence)
+    let mut best: Option<(f32, usize, Vec<char>, Vec<(usize, usize)>, usize, usize)> = None;
     for &n in cited {
         let Some(hit) = sources.get(n.wrapping_sub(1)) else { continue };
-        let chunk = &hit.chunk;
-        let cs: Vec<char> = chunk.text.chars().collect();
-        let spans = sentence_spans(&chunk.text);
+        let cs: Vec<char> = hit.chunk.text.chars().collect();
+        let spans = sentence_spans(&hit.chunk.text);
+        let is_question = |k: usize| matches!(cs[spans[k].1 - 1], '？' | '?');
         for i in 0..spans.len() {
             for j in i..spans.len().min(i + EXCERPT_MAX_SENTENCES) {
                 let (s, e) = (spans[i].0, spans[j].1);
-                if e - s > EXCERPT_MAX_CHARS {
+                if e - s > EXCERPT_MAX_CHARS || is_question(j) {
                     break;
                 }
-                let text: String = cs[s..e].iter().collect();
-                let win = bigrams(&text);
+                let win = bigrams(&cs[s..e].iter().collect::<String>());
                 if win.is_empty() {
                     continue;
                 }
                 let shared = ans.iter().filter(|b| win.contains(b)).count() as f32;
                 let (p, r) = (shared / win.len() as f32, shared / ans.len() as f32);
                 let f1 = if shared == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) };
-                if f1 >= EXCERPT_MIN_F1 && best.as_ref().is_none_or(|(b, _)| f1 > *b) {
-                    best = Some((f1, Excerpt { n, text, start: chunk.start + s, end: chunk.start + e }));
+                // What the question asks, found in the window, also counts.
+                let score = f1 + asked.iter().filter(|b| win.contains(b)).count() as f32 / asked.len().max(1) as f32;
+                if f1 >= EXCERPT_MIN_F1 && best.as_ref().is_none_or(|b| score > b.0) {
+                    best = Some((score, n, cs.clone(), spans.clone(), i, j));
                 }
             }
         }
     }
-    best.map(|(_, e)| e)
+    let (_, n, cs, spans, i, mut j) = best?;
+    while let Some(&(s, e)) = spans.get(j + 1) {
+        let gap_has_break = cs[spans[j].1..s].contains(&'\n');
+        if gap_has_break || e - spans[i].0 > EXCERPT_MAX_CHARS || matches!(cs[e - 1], '？' | '?') || starts_article(&cs[s..e]) {
+            break;
+        }
+        j += 1;
+    }
+    let (s, e) = (spans[i].0, spans[j].1);
+    let chunk = &sources[n - 1].chunk;
+    Some(Excerpt { n, text: cs[s..e].iter().collect(), start: chunk.start + s, end: chunk.start + e })
+}
+
+/// Whether a sentence opens a new article, chapter or section (第十二条, 第三章, 第一节).
+fn starts_article(sentence: &[char]) -> bool {
+    if sentence.first() != Some(&'第') {
+        return false;
+    }
+    let digits = sentence[1..].iter().take_while(|c| c.is_ascii_digit() || "零〇一二三四五六七八九十百千".contains(**c)).count();
+    digits > 0 && matches!(sentence.get(1 + digits), Some('条' | '章' | '节'))
 }
 
 impl Answerer {
@@ -523,7 +550,7 @@ impl Answerer {
         }
         let messages = build_messages(q, &hits);
         let prompt = self.generator.render_chat(&messages)?;
-        Ok(Plan::Generate { prompt, sources: hits, relevance, retrieve_secs })
+        Ok(Plan::Generate { prompt, question: q.to_string(), sources: hits, relevance, retrieve_secs })
     }
 
     pub fn params(&self, req: &AskRequest) -> GenerationParams {
@@ -539,14 +566,14 @@ impl Answerer {
     pub fn ask_blocking(&self, req: &AskRequest) -> Result<Answer> {
         match self.plan(req)? {
             Plan::Final(a) => Ok(a),
-            Plan::Generate { prompt, sources, relevance, retrieve_secs } => {
+            Plan::Generate { prompt, question, sources, relevance, retrieve_secs } => {
                 let mut rx = self.generator.submit(GenerationRequest { prompt, params: self.params(req), deadline: None })?;
                 let mut text = String::new();
                 while let Some(ev) = rx.blocking_recv() {
                     match ev {
                         GenerationEvent::Delta(d) => text.push_str(&d),
                         GenerationEvent::Done(c) => {
-                            return Ok(finish(&text, &sources, relevance, Timings::generated(retrieve_secs, &c)));
+                            return Ok(finish(&question, &text, &sources, relevance, Timings::generated(retrieve_secs, &c)));
                         }
                         GenerationEvent::Failed(e) => return Err(e.into()),
                     }
@@ -612,7 +639,7 @@ mod tests {
     #[test]
     fn citations_follow_markers_and_map_to_chunks() {
         let s = vec![hit("申领居住证需要提交居民身份证和居住证明。"), hit("机动车违法可以在交管12123处理。")];
-        let a = finish("需要提交居民身份证和居住证明[1]。", &s, 0.9, t());
+        let a = finish("", "需要提交居民身份证和居住证明[1]。", &s, 0.9, t());
         assert_eq!(a.kind, AnswerKind::Generated);
         assert_eq!(a.citations.len(), 1);
         assert_eq!(a.citations[0].n, 1);
@@ -624,16 +651,16 @@ mod tests {
     #[test]
     fn unmarked_answers_cite_by_overlap_and_ungrounded_ones_refuse() {
         let s = vec![hit("申领居住证需要提交居民身份证和居住证明。")];
-        let a = finish("您需要提交居民身份证和居住证明。", &s, 0.9, t());
+        let a = finish("", "您需要提交居民身份证和居住证明。", &s, 0.9, t());
         assert_eq!(a.kind, AnswerKind::Generated);
         assert_eq!(a.citations[0].n, 1);
-        let b = finish("明天天气晴朗，适合出门郊游踏青。", &s, 0.9, t());
+        let b = finish("", "明天天气晴朗，适合出门郊游踏青。", &s, 0.9, t());
         assert_eq!(b.kind, AnswerKind::Refusal);
         assert!(b.handoff && b.answer == REFUSAL);
-        let c = finish("无法回答", &s, 0.9, t());
+        let c = finish("", "无法回答", &s, 0.9, t());
         assert_eq!(c.kind, AnswerKind::Refusal);
         // A marker beyond the sources is ignored.
-        let d = finish("需要居民身份证[7]。", &s, 0.9, t());
+        let d = finish("", "需要居民身份证[7]。", &s, 0.9, t());
         assert!(d.citations.iter().all(|c| c.n == 1));
     }
 
@@ -641,7 +668,7 @@ mod tests {
     fn the_excerpt_quotes_the_source_sentence_the_answer_paraphrases() {
         let text = "第一条 本办法适用于全市。\n第二条 申领居住证应当提交居民身份证、近期照片和居住证明。第三条 办理时限为十五个工作日。";
         let s = vec![hit(text), hit("机动车违法可以在交管12123处理。")];
-        let a = finish("申领居住证要交身份证、照片和居住证明[1]。", &s, 0.9, t());
+        let a = finish("", "申领居住证要交身份证、照片和居住证明[1]。", &s, 0.9, t());
         let e = a.excerpt.clone().expect("an excerpt");
         assert_eq!((e.n, e.text.as_str()), (1, "第二条 申领居住证应当提交居民身份证、近期照片和居住证明。"));
         // Offsets index the document: the test chunk starts at character 3.
@@ -650,13 +677,13 @@ mod tests {
         assert!(a.answer.ends_with("\n\n原文摘录[1]：「第二条 申领居住证应当提交居民身份证、近期照片和居住证明。」"), "{}", a.answer);
         assert_eq!(a.generated_text(), "申领居住证要交身份证、照片和居住证明[1]。");
         // An answer that already holds the source wording gets no second copy.
-        let b = finish("根据资料，第三条 办理时限为十五个工作日[1]。", &s, 0.9, t());
+        let b = finish("", "根据资料，第三条 办理时限为十五个工作日[1]。", &s, 0.9, t());
         assert_eq!(b.excerpt.as_ref().map(|e| e.text.as_str()), Some("第三条 办理时限为十五个工作日。"));
         assert_eq!(b.answer, "根据资料，第三条 办理时限为十五个工作日[1]。");
         assert_eq!(b.generated_text(), b.answer);
         // Only cited sources are quoted.
-        assert!(select_excerpt("申领居住证要交身份证[1]", &s, &[2]).is_none());
-        assert!(finish("无法回答", &s, 0.9, t()).excerpt.is_none());
+        assert!(select_excerpt("", "申领居住证要交身份证[1]", &s, &[2]).is_none());
+        assert!(finish("", "无法回答", &s, 0.9, t()).excerpt.is_none());
     }
 
     #[test]
@@ -679,6 +706,30 @@ mod tests {
         let half = question_coverage("居住证上牌", &s);
         assert!((half - 0.5).abs() < 1e-6, "{half}");
         assert_eq!(question_coverage("？", &s), 0.0);
+    }
+
+    #[test]
+    fn the_excerpt_runs_on_to_the_end_of_the_passage_but_never_quotes_a_question() {
+        let text = "4、医院可以向社会公开募集医疗物资吗？医院不是慈善组织，不能向社会公开募捐。但可以与有公开募捐资格的慈善组织合作，募集所需款物。5、个人可以捐赠吗？";
+        let s = vec![hit(text)];
+        let a = finish("", "医院不能向社会公开募捐[1]。", &s, 0.9, t());
+        let e = a.excerpt.expect("an excerpt");
+        assert_eq!(e.text, "医院不是慈善组织，不能向社会公开募捐。但可以与有公开募捐资格的慈善组织合作，募集所需款物。");
+        // A line break ends the passage.
+        let s = vec![hit("办理时限为十五个工作日。\n二、收费标准\n不收取任何费用。")];
+        let b = finish("", "办理时限是十五个工作日[1]。", &s, 0.9, t());
+        assert_eq!(b.excerpt.map(|e| e.text), Some("办理时限为十五个工作日。".to_string()));
+        assert!(starts_article(&"第十二条 本办法自公布之日起施行。".chars().collect::<Vec<_>>()));
+        assert!(!starts_article(&"第一时间佩戴口罩。".chars().collect::<Vec<_>>()));
+    }
+
+    #[test]
+    fn the_question_steers_the_excerpt_to_the_passage_that_answers_it() {
+        let s = vec![hit("办理地点为区政务服务中心。\n请携带本人有效证件。\n可以委托他人代办。\n办理时限为五个工作日。")];
+        let answer = "在区政务服务中心办理，五个工作日办结[1]。";
+        let pick = |q: &str| finish(q, answer, &s, 0.9, t()).excerpt.map(|e| e.text);
+        assert_eq!(pick("").as_deref(), Some("办理地点为区政务服务中心。"));
+        assert_eq!(pick("办理时限是多久？").as_deref(), Some("办理时限为五个工作日。"));
     }
 
     #[test]

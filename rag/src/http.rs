@@ -413,7 +413,7 @@ impl RagState {
             Plan::Final(a) => {
                 let _ = tx.try_send(AskEvent::Done(a));
             }
-            Plan::Generate { prompt, sources, relevance, retrieve_secs } => {
+            Plan::Generate { prompt, question, sources, relevance, retrieve_secs } => {
                 let mut grx = answerer
                     .generator
                     .submit(GenerationRequest { prompt, params: answerer.params(&req), deadline: None })
@@ -430,7 +430,7 @@ impl RagState {
                                 }
                             }
                             Some(GenerationEvent::Done(c)) => {
-                                let answer = finish(&text, &sources, relevance, Timings::generated(retrieve_secs, &c));
+                                let answer = finish(&question, &text, &sources, relevance, Timings::generated(retrieve_secs, &c));
                                 // The appended 原文摘录 line is one more delta.
                                 if answer.kind == AnswerKind::Generated {
                                     if let Some(rest) = answer.answer.strip_prefix(text.trim()).filter(|r| !r.is_empty()) {
