@@ -290,7 +290,17 @@ fn calibrate_gate(args: &EvalArgs, kb: &KnowledgeBase, qa: &[Value], report: &mu
         return Ok(None);
     }
     let chunks = AnswerConfig::default().context_chunks;
-    let split = (args.rag_answers_from + args.rag_answers).max(100).min(in_scope.len() / 2);
+    // Never calibrate on a question that is answered: the split is past all of them.
+    let answered = args.rag_answers_from + args.rag_answers;
+    let split = answered.max(100).min(in_scope.len() / 2).max(answered);
+    if in_scope.len() < split + 20 {
+        anyhow::bail!(
+            "--rag-answers-from {} --rag-answers {}: the refusal gate is calibrated on the in-scope questions after those answered and needs 20 of them ({} questions in the data)",
+            args.rag_answers_from,
+            args.rag_answers,
+            in_scope.len()
+        );
+    }
     let questions = |p: &Path, n: usize| -> anyhow::Result<Vec<String>> {
         Ok(read_jsonl(p)?.iter().map(|q| s(q, "question")).filter(|q| !q.trim().is_empty()).take(n).collect())
     };
