@@ -460,7 +460,15 @@ fn answer_metrics(
             totals.push(a.timings.retrieve_secs + a.timings.prefill_secs + a.timings.decode_secs);
         }
         ptoks += a.timings.prompt_tokens;
-        detail.push_str(&serde_json::json!({"question": s(q, "question"), "gold": gold, "gold_doc": s(q, "docid"), "answer": a.answer, "kind": a.kind, "relevance": a.relevance, "contained": holds(&a.answer), "contained_generated": holds(a.generated_text()), "excerpt": a.excerpt, "citations": a.citations}).to_string());
+        // The sources the answer path saw and the text after each (for re-scoring excerpt rules).
+        let sources = answerer.retrieve(&ask.question, &ask.filter)?;
+        let following = answerer.following(&sources)?;
+        let sources: Vec<Value> = sources
+            .iter()
+            .zip(&following)
+            .map(|(h, f)| serde_json::json!({"doc_id": h.chunk.doc_id, "chunk_index": h.chunk.chunk_index, "start": h.chunk.start, "text": h.chunk.text, "following": f}))
+            .collect();
+        detail.push_str(&serde_json::json!({"question": s(q, "question"), "gold": gold, "gold_doc": s(q, "docid"), "answer": a.answer, "generated": a.generated_text(), "kind": a.kind, "relevance": a.relevance, "contained": holds(&a.answer), "contained_generated": holds(a.generated_text()), "excerpt": a.excerpt, "citations": a.citations, "sources": sources}).to_string());
         detail.push('\n');
         eprintln!("rag: answered {}/{n}: containment so far {:.3}", asked as usize, contained / asked);
     }

@@ -87,14 +87,8 @@ impl RagConfig {
             }
         }
         if let Ok(v) = std::env::var("ZHENGWU_RAG_COVERAGE_WEIGHT") {
-            answer.coverage_weight = match v.trim().parse::<f32>() {
-                Ok(w) if (0.0..=1.0).contains(&w) => w,
-                _ => {
-                    return Err(crate::error::Error::invalid(format!(
-                        "ZHENGWU_RAG_COVERAGE_WEIGHT: `{v}` is not a weight (expected a number in 0..=1)"
-                    )))
-                }
-            };
+            answer.coverage_weight = parse_in_range(&v, 0.0..=1.0, "weight")
+                .map_err(|e| crate::error::Error::invalid(format!("ZHENGWU_RAG_COVERAGE_WEIGHT: {e}")))?;
         }
         Ok(Self { docs_dir, store_dir, auto_ingest, answer, weights })
     }
@@ -102,9 +96,14 @@ impl RagConfig {
 
 /// A cosine threshold: a number in [-1, 1].
 fn parse_cosine(v: &str) -> std::result::Result<f32, String> {
+    parse_in_range(v, -1.0..=1.0, "cosine")
+}
+
+/// A number in `range`; the error names what it should have been.
+fn parse_in_range(v: &str, range: std::ops::RangeInclusive<f32>, what: &str) -> std::result::Result<f32, String> {
     match v.trim().parse::<f32>() {
-        Ok(t) if (-1.0..=1.0).contains(&t) => Ok(t),
-        Ok(t) => Err(format!("{t} is not a cosine (expected -1..=1)")),
+        Ok(t) if range.contains(&t) => Ok(t),
+        Ok(t) => Err(format!("{t} is not a {what} (expected {}..={})", range.start(), range.end())),
         Err(_) => Err(format!("`{v}` is not a number")),
     }
 }
@@ -413,7 +412,7 @@ impl RagState {
             Plan::Final(a) => {
                 let _ = tx.try_send(AskEvent::Done(a));
             }
-            Plan::Generate { prompt, question, sources, relevance, retrieve_secs } => {
+            Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs } => {
                 let mut grx = answerer
                     .generator
                     .submit(GenerationRequest { prompt, params: answerer.params(&req), deadline: None })
@@ -430,7 +429,7 @@ impl RagState {
                                 }
                             }
                             Some(GenerationEvent::Done(c)) => {
-                                let answer = finish(&question, &text, &sources, relevance, Timings::generated(retrieve_secs, &c));
+                                let answer = finish(&question, &text, &sources, &following, relevance, Timings::generated(retrieve_secs, &c));
                                 // The appended 原文摘录 line is one more delta.
                                 if answer.kind == AnswerKind::Generated {
                                     if let Some(rest) = answer.answer.strip_prefix(text.trim()).filter(|r| !r.is_empty()) {
@@ -519,12 +518,14 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
 
 #[cfg(test)]
 mod tests {
-    use super::parse_cosine;
+    use super::{parse_cosine, parse_in_range};
 
     #[test]
     fn cosine_thresholds_are_validated() {
         assert_eq!(parse_cosine(" 0.87 "), Ok(0.87));
         assert!(parse_cosine("1.5").unwrap_err().contains("not a cosine"));
         assert!(parse_cosine("high").unwrap_err().contains("not a number"));
+        assert_eq!(parse_in_range("0.25", 0.0..=1.0, "weight"), Ok(0.25));
+        assert_eq!(parse_in_range("-0.1", 0.0..=1.0, "weight").unwrap_err(), "-0.1 is not a weight (expected 0..=1)");
     }
 }

@@ -314,6 +314,46 @@ fn incremental_reingest_changes_only_what_changed() {
     assert_eq!(kb.delete("d.md").unwrap(), 0);
 }
 
+#[test]
+fn the_answer_path_reads_the_text_that_follows_each_source() {
+    // One section of running text, long enough for several overlapping chunks.
+    let body: String = (1..=24).map(|k| format!("申请人办理第{k}类事项时，应当提交相应的证明材料并在{k}个工作日内补齐。")).collect();
+    let docs = tempfile::tempdir().unwrap();
+    write(docs.path(), "long.md", &format!("# 办理须知\n{body}\n"));
+    write(docs.path(), "short.md", "# 短\n营业执照免费办理。\n");
+    let store = tempfile::tempdir().unwrap();
+    let kb = Arc::new(open_kb(store.path()));
+    kb.ingest_dir(docs.path(), &IngestOptions::default(), &mut |_| {}).unwrap();
+    let chunks: Vec<_> = kb.store().doc_chunks("long.md").unwrap().into_iter().map(|h| h.payload).collect();
+    assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+    let a = Answerer { kb: kb.clone(), generator: chat(), config: AnswerConfig::default() };
+    let hits = kb.search(&SearchRequest { limit: 20, ..SearchRequest::new("办理事项证明材料") }).unwrap();
+    let following = a.following(&hits).unwrap();
+    assert_eq!(following.len(), hits.len());
+    let doc: Vec<char> = kb.store().doc_chunks("long.md").unwrap().iter().fold(Vec::new(), |mut text, h| {
+        // The document text rebuilt from its chunks' offsets.
+        let c = &h.payload;
+        text.resize(text.len().max(c.end), ' ');
+        for (i, ch) in c.text.chars().enumerate() {
+            text[c.start + i] = ch;
+        }
+        text
+    });
+    for (h, f) in hits.iter().zip(&following) {
+        let c = &h.chunk;
+        if c.doc_id == "short.md" || c.chunk_index + 1 == c.chunk_count {
+            assert_eq!(f, "", "nothing follows {}#{}", c.doc_id, c.chunk_index);
+            continue;
+        }
+        let next = &chunks[c.chunk_index + 1];
+        assert!(!f.is_empty(), "chunk {} has a follower", c.chunk_index);
+        assert_eq!(f.chars().count(), next.end - c.end);
+        let want: String = doc[c.end..next.end].iter().collect();
+        assert_eq!(f, &want, "chunk {}: the document text after it", c.chunk_index);
+    }
+    assert!(hits.iter().any(|h| h.chunk.doc_id == "long.md" && h.chunk.chunk_index + 1 < h.chunk.chunk_count));
+}
+
 trait TextOf {
     fn chunk_text_contains(&self, s: &str) -> bool;
 }
