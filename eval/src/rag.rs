@@ -493,13 +493,17 @@ fn answer_metrics(
     let mut oos_refused = 0.0;
     let mut oos_n = 0.0;
     let mut oos_invalid = 0usize;
+    // The same indices as the in-scope questions, wrapping around a shorter set.
+    let mut oos_from = 0;
     if oos_path.is_file() {
-        for q in read_jsonl(&oos_path)?.iter().skip(from).take(n) {
+        let oos = read_jsonl(&oos_path)?;
+        oos_from = from % oos.len().max(1);
+        for q in oos.iter().cycle().skip(oos_from).take(n.min(oos.len())) {
             let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
             let a = match answerer.ask_blocking(&ask) {
                 // The answer path refuses such input with a client error (e.g. over 1000 characters).
                 Err(zhengwu_rag::Error::Invalid(e)) => {
-                    eprintln!("rag: out-of-scope question {} skipped: {e}", from + oos_n as usize + oos_invalid);
+                    eprintln!("rag: out-of-scope question {} skipped: {e}", (oos_from + oos_n as usize + oos_invalid) % oos.len());
                     oos_invalid += 1;
                     continue;
                 }
@@ -510,12 +514,15 @@ fn answer_metrics(
                 oos_refused += 1.0;
             }
         }
-        report.metric("rag.refusal.out_of_scope", oos_refused / f64::max(oos_n, 1.0));
+        // No questions, no measurement: never a refusal rate of 0 from an empty set.
+        if oos_n > 0.0 {
+            report.metric("rag.refusal.out_of_scope", oos_refused / oos_n);
+        }
     }
     report.section(format!(
-        "## Answers\n\nModel `{model}`, questions {from}..{end} (greedy, max 160 tokens), relevance gate {gate}. Out-of-scope: questions {from}..{oos_end} of dispatch/msgabench_nlu_dept.jsonl ({oos_invalid} skipped as invalid input, e.g. over 1000 characters). `containment` is measured on the answer as served (the model's text plus the 原文摘录 excerpt of the cited source it rests on, when the text does not already hold it); `containment_generated` on the model's text alone; `with_excerpt` is the share of answers with an excerpt.",
+        "## Answers\n\nModel `{model}`, questions {from}..{end} (greedy, max 160 tokens), relevance gate {gate}. Out-of-scope: {oos_count} questions of dispatch/msgabench_nlu_dept.jsonl from question {oos_from} on, wrapping around its end ({oos_refused} refused, {oos_invalid} skipped as invalid input, e.g. over 1000 characters). `containment` is measured on the answer as served (the model's text plus the 原文摘录 excerpt of the cited source it rests on, when the text does not already hold it); `containment_generated` on the model's text alone; `with_excerpt` is the share of answers with an excerpt.",
         end = from + asked as usize,
-        oos_end = from + oos_n as usize + oos_invalid,
+        oos_count = oos_n as usize,
         gate = match gate {
             Some(g) => format!("dense + {:.3} × coverage ≥ {:.4}, coverage ≥ {:.3} (calibrated above)", g.weight, g.relevance, g.coverage),
             None => format!("dense ≥ {} (built-in default)", answerer.config.relevance_threshold),

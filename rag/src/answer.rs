@@ -12,8 +12,9 @@
 //!    overlaps) become the citations. An answer that the model marks as unanswerable, or that
 //!    overlaps no source, is replaced by the refusal.
 //! 4. Excerpt: the passage of the cited sources that the answer's wording matches best, run on
-//!    to the end of its provision, is quoted verbatim after it (原文摘录, [`select_excerpt`]), so
-//!    a paraphrase by a small model still shows the citizen the policy's exact words.
+//!    to the end of its provision (past the chunk's end when the provision goes on in the next
+//!    chunk), is quoted verbatim after it (原文摘录, [`select_excerpt`]), so a paraphrase by a
+//!    small model still shows the citizen the policy's exact words.
 
 use std::sync::Arc;
 use std::time::Instant;
