@@ -22,7 +22,7 @@ use std::time::Instant;
 use anyhow::Context;
 use serde_json::Value;
 use zhengwu_inference::registry::Registry;
-use zhengwu_rag::answer::{question_coverage, AnswerConfig, AnswerKind, Answerer, AskRequest};
+use zhengwu_rag::answer::{question_coverage, AnswerConfig, AnswerKind, Answerer, AskRequest, Plan};
 use zhengwu_rag::document::{content_hash, DocMeta};
 use zhengwu_rag::edge::EdgeStore;
 use zhengwu_rag::kb::{Progress, SourceDoc};
@@ -437,7 +437,17 @@ fn answer_metrics(
     for q in qa.iter().skip(from).take(n) {
         let gold = q.get("answer").and_then(|a| a.get("text")).and_then(|t| t.as_str()).unwrap_or_default();
         let ask = AskRequest { question: s(q, "question"), filter: Default::default(), stream: false, max_tokens: Some(160), history: Vec::new() };
-        let a = answerer.ask_blocking(&ask)?;
+        let plan = answerer.plan(&ask)?;
+        // The sources the answer path saw and the text after each (for re-scoring excerpt rules).
+        let sources: Vec<Value> = match &plan {
+            Plan::Generate { sources, following, .. } => sources
+                .iter()
+                .zip(following)
+                .map(|(h, f)| serde_json::json!({"doc_id": h.chunk.doc_id, "chunk_index": h.chunk.chunk_index, "start": h.chunk.start, "text": h.chunk.text, "following": f}))
+                .collect(),
+            Plan::Final(_) => Vec::new(),
+        };
+        let a = answerer.carry_out(&ask, plan)?;
         asked += 1.0;
         if a.kind == AnswerKind::Refusal {
             refused += 1.0;
@@ -460,14 +470,6 @@ fn answer_metrics(
             totals.push(a.timings.retrieve_secs + a.timings.prefill_secs + a.timings.decode_secs);
         }
         ptoks += a.timings.prompt_tokens;
-        // The sources the answer path saw and the text after each (for re-scoring excerpt rules).
-        let sources = answerer.retrieve(&ask.question, &ask.filter)?;
-        let following = answerer.following(&sources)?;
-        let sources: Vec<Value> = sources
-            .iter()
-            .zip(&following)
-            .map(|(h, f)| serde_json::json!({"doc_id": h.chunk.doc_id, "chunk_index": h.chunk.chunk_index, "start": h.chunk.start, "text": h.chunk.text, "following": f}))
-            .collect();
         detail.push_str(&serde_json::json!({"question": s(q, "question"), "gold": gold, "gold_doc": s(q, "docid"), "answer": a.answer, "generated": a.generated_text(), "kind": a.kind, "relevance": a.relevance, "contained": holds(&a.answer), "contained_generated": holds(a.generated_text()), "excerpt": a.excerpt, "citations": a.citations, "sources": sources}).to_string());
         detail.push('\n');
         eprintln!("rag: answered {}/{n}: containment so far {:.3}", asked as usize, contained / asked);

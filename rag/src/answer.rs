@@ -620,7 +620,12 @@ impl Answerer {
 
     /// The whole answer, blocking (for the CLI, eval and the JSON route).
     pub fn ask_blocking(&self, req: &AskRequest) -> Result<Answer> {
-        match self.plan(req)? {
+        self.carry_out(req, self.plan(req)?)
+    }
+
+    /// The answer a plan of `req` leads to, blocking: generation for [`Plan::Generate`].
+    pub fn carry_out(&self, req: &AskRequest, plan: Plan) -> Result<Answer> {
+        match plan {
             Plan::Final(a) => Ok(a),
             Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs } => {
                 let mut rx = self.generator.submit(GenerationRequest { prompt, params: self.params(req), deadline: None })?;
