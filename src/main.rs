@@ -156,6 +156,10 @@ struct ServeArgs {
     /// Bearer key that lets agents see citizens' personal data in /api/tickets answers.
     #[arg(long, env = "ZHENGWU_TICKETS_AGENT_KEY", hide_env_values = true)]
     tickets_agent_key: Option<String>,
+    /// Serve with no users configured on a non-loopback address: no logins, everyone is admin.
+    /// Refused without this (or `[web] open = true`); on loopback open mode needs no flag.
+    #[arg(long, env = "ZHENGWU_INSECURE_OPEN")]
+    insecure_open: bool,
     #[command(flatten)]
     models: ModelArgs,
 }
@@ -419,9 +423,18 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         zhengwu_hotline::asr::WhisperConfig::default(),
         1,
     ));
+    let addr: SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("bad listen address {host}:{port}"))?;
+    // Safe by default: with no users every caller is admin, which is only acceptable on loopback.
+    let has_users = !file.web.users.is_empty() || std::env::var("ZHENGWU_WEB_USERS").is_ok_and(|v| !v.trim().is_empty());
+    if !has_users && !addr.ip().is_loopback() && !(args.insecure_open || file.web.open) {
+        bail!(
+            "refusing to serve on {addr} with no users configured: every caller would act as administrator and see citizens' personal data. \
+             Configure users ([web] users in zhengwu.toml or ZHENGWU_WEB_USERS=name:role:key,...), listen on 127.0.0.1, \
+             or pass --insecure-open (or [web] open = true) to accept an open server"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
-        let addr: SocketAddr = format!("{host}:{port}").parse().with_context(|| format!("bad listen address {host}:{port}"))?;
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr()?;
         // Printed on stdout so scripts and tests can find an ephemeral port.
@@ -494,6 +507,13 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             .unwrap_or_else(default_audit_path);
         let web_state = Arc::new(web::WebState::new(&web_cfg, audit_path.clone(), tickets_cfg.agent_key.clone())?);
         tracing::info!(users = web_cfg.users.len(), audit = %audit_path.display(), "web app");
+        if web_cfg.users.is_empty() {
+            tracing::warn!(
+                "LOGINS ARE OFF (open mode): no users are configured, so every caller of {local} acts as administrator and sees citizens' personal data; \
+                 configure [web] users or ZHENGWU_WEB_USERS before anyone else can reach this server"
+            );
+        }
+        let _ = state.web.set(web_state.clone());
         let tickets = zhengwu_hotline::tickets::TicketService::from_config(&tickets_cfg).await.context("opening the ticket store")?;
         let tickets = Arc::new(tickets);
         let api = api.merge(zhengwu_hotline::tickets::http::routes(tickets.clone()));
@@ -517,7 +537,8 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
             .merge(web::routes(web_state.clone()))
             .layer(axum::middleware::from_fn_with_state(web_state, web::guard));
         let app = server::router(state, api);
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        // The peer address is what login throttling counts failures by.
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shut down");
         Ok::<_, anyhow::Error>(())
     })

@@ -243,6 +243,25 @@ fn error_paths_return_their_status_codes() {
     let (s, b) = chat(r);
     assert_error(s, &b, 400);
     assert_eq!(b["error"]["code"], "context_length_exceeded");
+    // What is not implemented is refused by name, not answered while ignored.
+    for (param, value) in [
+        ("response_format", json!({"type": "json_object"})),
+        ("response_format", json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {}}})),
+        ("logprobs", json!(true)),
+        ("top_logprobs", json!(3)),
+        ("tools", json!([{"type": "function", "function": {"name": "f"}}])),
+    ] {
+        let mut r = capital_request(false);
+        r[param] = value;
+        let (s, b) = chat(r);
+        assert_error(s, &b, 422);
+        assert_eq!(b["error"]["param"], param, "{b}");
+    }
+    let mut r = capital_request(false);
+    r["response_format"] = json!({"type": "text"});
+    r["logprobs"] = json!(false);
+    r["max_tokens"] = json!(4);
+    assert_eq!(chat(r).0, 200, "the supported values stay accepted");
     // Unknown model: 404.
     let mut r = capital_request(false);
     r["model"] = json!("gpt-4o");

@@ -10,7 +10,6 @@
 
   const asked = []; // the citizen's own messages, in order
   let draftCategory = [];
-  let draftUrgency = null;
 
   // ---------- chat ----------
 
@@ -233,7 +232,6 @@
     $('#f-name').value = contact.name || '';
     $('#f-phone').value = contact.phone || '';
     draftCategory = Array.isArray(t.category) ? t.category.filter((c) => typeof c === 'string' && c.trim()) : [];
-    draftUrgency = t.urgency || null;
     $('#f-category').textContent = draftCategory.length ? `系统分类：${draftCategory.join(' / ')}` : '';
   }
 
@@ -292,7 +290,7 @@
         text: v('#f-text') || summary,
         category: draftCategory,
       };
-      if (draftUrgency && draftUrgency !== 'normal') body.urgency = draftUrgency;
+      // Urgency is the hotline's decision (staff-only on create); the screener flags emergencies.
       const address = {};
       if (v('#f-address')) address.text = v('#f-address');
       if (v('#f-district')) address.district = v('#f-district');

@@ -138,7 +138,9 @@
   function safeUrl(u) {
     if (typeof u !== 'string') return null;
     if (/^https?:\/\//i.test(u)) return u;
-    if (u.startsWith('/') && !u.startsWith('//')) return u;
+    // A same-site path only: browsers read a backslash as a slash, so "/\\evil.com" opens
+    // //evil.com; control characters and whitespace are dropped by URL parsers the same way.
+    if (u.startsWith('/') && !/^\/[\/\\]/.test(u) && !/[\\\s\x00-\x1f]/.test(u)) return u;
     return null;
   }
 
@@ -192,6 +194,16 @@
   }
 
   // ---- session ----
+  // Open mode (no users configured): everyone acts as administrator, so every page says so.
+  function showOpenMode(open) {
+    let b = document.getElementById('open-mode-banner');
+    if (!open) { if (b) b.remove(); return; }
+    if (b) return;
+    b = el('div', { id: 'open-mode-banner', class: 'open-mode', role: 'alert',
+      text: '⚠ 登录已关闭（开放模式）：未配置任何用户，任何能访问本服务的人都以管理员身份操作，可查看市民个人信息。仅供本机试用；正式使用请配置用户（[web] users）。' });
+    document.body.insertBefore(b, document.body.firstChild);
+  }
+
   // boot({roles: ['agent', ...] | null, init(me)}): checks /api/me, shows the login form when a
   // key is needed, "无权访问此页面" for a role that may not use the page, else calls init once.
   function boot(opts) {
@@ -219,6 +231,7 @@
         }
       }
       state.me = me || { auth: false };
+      showOpenMode(!state.me.auth);
       const needLogin = !!state.me.auth && !state.me.user;
       loginSec.hidden = !needLogin;
       if (needLogin) {

@@ -100,7 +100,10 @@
     const r = await api('GET', '/api/hotspots?days=30');
     const list = clear($('#hotspots'));
     const clusters = (r && r.clusters) || [];
-    $('#hot-count').textContent = `近30天共 ${r && r.tickets !== undefined ? r.tickets : 0} 件工单，发现 ${clusters.length} 个热点。`;
+    const n = r && r.tickets !== undefined ? r.tickets : 0;
+    // Over the server's bound only the newest tickets are clustered: say so, never imply all.
+    const scope = r && r.sampled ? `（工单较多，仅分析最新的 ${n} 件）` : '';
+    $('#hot-count').textContent = `近30天共 ${n} 件工单${scope}，发现 ${clusters.length} 个热点。`;
     for (const x of clusters) {
       const c = x.cluster || {};
       const where = (c.districts || []).join('、');

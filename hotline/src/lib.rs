@@ -3,6 +3,7 @@
 //! (issue 5, [`intel`]).
 
 pub mod asr;
+pub mod blocking;
 pub mod intel;
 pub mod redact;
 pub mod sensitive;

@@ -58,6 +58,9 @@ pub struct AppState {
     pub started: Instant,
     /// The knowledge base, for the `rag` option of `/v1/chat/completions` (set by `serve`).
     pub rag: OnceLock<Arc<zhengwu_rag::http::RagState>>,
+    /// Users and sessions of the web app (set by `serve`): with logins on, `/v1` also takes a
+    /// user's key or session, and `/metrics` needs a supervisor or admin.
+    pub web: OnceLock<Arc<crate::web::WebState>>,
 }
 
 impl AppState {
@@ -74,6 +77,7 @@ impl AppState {
             metrics: Metrics::new(),
             started: Instant::now(),
             rag: OnceLock::new(),
+            web: OnceLock::new(),
         }
     }
 
@@ -95,7 +99,7 @@ pub fn router(state: Arc<AppState>, api: Router) -> Router {
         .nest("/v1", v1)
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", get(metrics_text).layer(middleware::from_fn_with_state(state.clone(), require_supervisor)))
         .with_state(state.clone())
         .merge(api)
         .fallback(not_found)
@@ -131,22 +135,49 @@ async fn not_found(req: Request) -> ApiError {
         .with_code("unknown_url")
 }
 
-/// Optional bearer-token check on `/v1`.
+/// The web app's users, when logins are on.
+fn logins(state: &AppState) -> Option<&Arc<crate::web::WebState>> {
+    state.web.get().filter(|w| w.auth_enabled())
+}
+
+/// `/v1` needs a key when one is configured or logins are on: the `[server] api_key`, or any
+/// user's key (bearer) or session. Open only when neither exists (a first run on loopback).
 async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if let Some(expected) = &state.api_key {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes()));
-        if !ok {
-            return ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "missing or wrong API key (Authorization: Bearer ...)")
-                .with_code("invalid_api_key")
-                .into_response();
-        }
+    let web = logins(&state);
+    if state.api_key.is_none() && web.is_none() {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let server_key = matches!((&state.api_key, given), (Some(k), Some(g)) if constant_time_eq(g.as_bytes(), k.as_bytes()));
+    let user = web.and_then(|w| w.identify(req.headers())).is_some();
+    if !(server_key || user) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "missing or wrong API key (Authorization: Bearer ...)")
+            .with_code("invalid_api_key")
+            .into_response();
     }
     next.run(req).await
+}
+
+/// `/metrics` shows supervisor gauges: with logins on it needs a supervisor or admin (key or
+/// session); with only a server key, that key.
+async fn require_supervisor(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    use crate::web::Role;
+    if let Some(w) = logins(&state) {
+        return match w.identify(req.headers()) {
+            Some(id) if matches!(id.role, Role::Supervisor | Role::Admin) => next.run(req).await,
+            Some(id) => ApiError::new(StatusCode::FORBIDDEN, "invalid_request_error", format!("role {} may not read /metrics", id.role.as_str()))
+                .with_code("forbidden")
+                .into_response(),
+            None => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "/metrics needs a supervisor's key (Authorization: Bearer ...)")
+                .with_code("invalid_api_key")
+                .into_response(),
+        };
+    }
+    require_api_key(State(state), req, next).await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -40,6 +40,13 @@ pub struct ChatRequest {
     pub seed: Option<u64>,
     pub stop: Option<StopSpec>,
     pub n: Option<u32>,
+    /// Only `{"type": "text"}`: JSON mode and schemas are refused (422), not ignored.
+    pub response_format: Option<Value>,
+    /// Not implemented: `true` is refused (422) rather than answered with `null`.
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    /// Not implemented: a non-empty list is refused (422).
+    pub tools: Option<Value>,
     /// zhengwu extension: `true` or `{"filter": {...}}` answers the last user message from the
     /// knowledge base, as `/api/ask` does (see [`rag_chat`]).
     pub rag: Option<Value>,
@@ -126,12 +133,35 @@ fn message_text(i: usize, m: &RequestMessage) -> Result<String, ApiError> {
     })
 }
 
-/// Validate the request and turn it into messages + generation parameters.
-fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<(String, GenerationParams), ApiError> {
-    check_model(req.model.as_deref(), gen.model_id())?;
+/// Parameters this server does not implement are refused by name (422): answering 200 while
+/// ignoring them would hand the client something other than what it asked for.
+fn refuse_unsupported(req: &ChatRequest) -> Result<(), ApiError> {
     if req.n.unwrap_or(1) != 1 {
         return Err(ApiError::invalid("n", "only n = 1 is supported"));
     }
+    if let Some(f) = &req.response_format {
+        let kind = f.get("type").and_then(Value::as_str);
+        if kind != Some("text") {
+            return Err(ApiError::invalid(
+                "response_format",
+                format!("response_format type {} is not supported (only `text`)", kind.map(|k| format!("`{k}`")).unwrap_or_else(|| "(missing)".into())),
+            ));
+        }
+    }
+    if req.logprobs == Some(true) || req.top_logprobs.is_some() {
+        let param = if req.logprobs == Some(true) { "logprobs" } else { "top_logprobs" };
+        return Err(ApiError::invalid(param, "log probabilities are not supported"));
+    }
+    if req.tools.as_ref().is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty())) {
+        return Err(ApiError::invalid("tools", "tool calls are not supported"));
+    }
+    Ok(())
+}
+
+/// Validate the request and turn it into messages + generation parameters.
+fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<(String, GenerationParams), ApiError> {
+    check_model(req.model.as_deref(), gen.model_id())?;
+    refuse_unsupported(req)?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages", "`messages` must contain at least one message"));
     }
@@ -294,9 +324,7 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
     })?;
     let gen = generator(&state)?.clone();
     check_model(req.model.as_deref(), gen.model_id())?;
-    if req.n.unwrap_or(1) != 1 {
-        return Err(ApiError::invalid("n", "only n = 1 is supported"));
-    }
+    refuse_unsupported(&req)?;
     let Some(last) = req.messages.last().filter(|m| m.role == "user") else {
         return Err(ApiError::invalid("messages", "with `rag`, the last message must be the user's question"));
     };

@@ -61,6 +61,12 @@ pub struct WebConfig {
     pub audit_log: Option<PathBuf>,
     /// Session lifetime in hours (default 12).
     pub session_hours: Option<u64>,
+    /// Run without users on a non-loopback address (everyone is admin). Off by default: `serve`
+    /// refuses to start that way unless this or `--insecure-open` is given.
+    pub open: bool,
+    /// Mark the session cookie `Secure` (served over TLS or behind a TLS proxy). Also set per
+    /// request when a proxy says `X-Forwarded-Proto: https`.
+    pub secure_cookie: bool,
 }
 
 impl WebConfig {
@@ -89,6 +95,53 @@ struct Session {
     expires: Instant,
 }
 
+/// Most sessions held at once; at the bound the one closest to expiry is dropped. A login loop
+/// cannot grow the map without bound.
+const MAX_SESSIONS: usize = 10_000;
+/// Failed logins allowed per client address within [`LOGIN_WINDOW`]; then 429 until it ends.
+const LOGIN_FAILURES_PER_CLIENT: u32 = 5;
+/// Failed logins allowed from all clients together within [`LOGIN_WINDOW`] (many addresses).
+const LOGIN_FAILURES_TOTAL: u32 = 100;
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+
+/// Failed-login counts per client address and in total, per window.
+#[derive(Default)]
+struct LoginThrottle {
+    per_client: HashMap<String, (Instant, u32)>,
+    total: (Option<Instant>, u32),
+}
+
+impl LoginThrottle {
+    /// Seconds to wait when `client` may not try now.
+    fn blocked(&mut self, client: &str, now: Instant) -> Option<u64> {
+        let wait = |since: Instant| LOGIN_WINDOW.saturating_sub(now - since).as_secs().max(1);
+        if let (Some(since), n) = self.total {
+            if now - since < LOGIN_WINDOW && n >= LOGIN_FAILURES_TOTAL {
+                return Some(wait(since));
+            }
+        }
+        match self.per_client.get(client) {
+            Some(&(since, n)) if now - since < LOGIN_WINDOW && n >= LOGIN_FAILURES_PER_CLIENT => Some(wait(since)),
+            _ => None,
+        }
+    }
+
+    fn failed(&mut self, client: &str, now: Instant) {
+        if self.per_client.len() >= MAX_SESSIONS {
+            self.per_client.retain(|_, (since, _)| now - *since < LOGIN_WINDOW);
+        }
+        let e = self.per_client.entry(client.to_string()).or_insert((now, 0));
+        if now - e.0 >= LOGIN_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        match self.total {
+            (Some(since), ref mut n) if now - since < LOGIN_WINDOW => *n += 1,
+            _ => self.total = (Some(now), 1),
+        }
+    }
+}
+
 pub struct WebState {
     users: Vec<(String, Role, [u8; 32])>,
     sessions: Mutex<HashMap<String, Session>>,
@@ -99,6 +152,8 @@ pub struct WebState {
     owners_file: PathBuf,
     /// The ticket API's agent key, presented on behalf of agents, supervisors and admins.
     agent_key: Option<String>,
+    login_throttle: Mutex<LoginThrottle>,
+    secure_cookie: bool,
 }
 
 fn sha(key: &str) -> [u8; 32] {
@@ -153,6 +208,8 @@ impl WebState {
             owners: Mutex::new(owners),
             owners_file,
             agent_key,
+            login_throttle: Mutex::new(LoginThrottle::default()),
+            secure_cookie: cfg.secure_cookie,
         })
     }
 
@@ -169,15 +226,41 @@ impl WebState {
     pub fn identify(&self, headers: &HeaderMap) -> Option<Identity> {
         if let Some(tok) = cookie(headers, COOKIE) {
             if let Ok(mut s) = self.sessions.lock() {
-                let now = Instant::now();
-                s.retain(|_, v| v.expires > now);
-                if let Some(v) = s.get(&tok) {
-                    return Some(v.ident.clone());
+                match s.get(&tok) {
+                    Some(v) if v.expires > Instant::now() => return Some(v.ident.clone()),
+                    Some(_) => {
+                        s.remove(&tok);
+                    }
+                    None => {}
                 }
             }
         }
         let bearer = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")?;
         self.user_by_key(bearer.trim())
+    }
+
+    /// Append an audit entry off the async workers (each entry is synced to disk before the
+    /// response that it records goes out).
+    async fn log_audit(self: &Arc<Self>, user: &str, role: &str, action: &'static str, ticket: Option<i64>, model: Option<String>, detail: Option<String>) {
+        let (w, user, role) = (self.clone(), user.to_string(), role.to_string());
+        if let Err(e) = tokio::task::spawn_blocking(move || w.audit.record(&user, &role, action, ticket, model, detail)).await {
+            tracing::error!(error = %e, "audit writer crashed");
+        }
+    }
+
+    /// Hold a new session, dropping expired ones and, at [`MAX_SESSIONS`], the oldest.
+    fn add_session(&self, token: String, ident: Identity) {
+        let Ok(mut s) = self.sessions.lock() else { return };
+        let now = Instant::now();
+        if s.len() >= MAX_SESSIONS {
+            s.retain(|_, v| v.expires > now);
+        }
+        if s.len() >= MAX_SESSIONS {
+            if let Some(oldest) = s.iter().min_by_key(|(_, v)| v.expires).map(|(k, _)| k.clone()) {
+                s.remove(&oldest);
+            }
+        }
+        s.insert(token, Session { ident, expires: now + self.session_ttl });
     }
 
     fn owner_of(&self, id: i64) -> Option<String> {
@@ -189,9 +272,10 @@ impl WebState {
             o.insert(id, user.to_string());
         }
         let line = format!("{}\n", json!({"ticket": id, "user": user}));
+        // Synced before the ticket is acknowledged: a lost line would lock the citizen out.
         let res = std::fs::OpenOptions::new().create(true).append(true).open(&self.owners_file).and_then(|mut f| {
             use std::io::Write;
-            f.write_all(line.as_bytes())
+            f.write_all(line.as_bytes()).and_then(|_| f.sync_data())
         });
         if let Err(e) = res {
             tracing::error!(error = %e, "recording the ticket owner failed");
@@ -218,22 +302,49 @@ pub struct LoginBody {
     key: String,
 }
 
-/// `POST /api/login {"key"}` → session cookie.
-pub async fn login(State(w): State<Arc<WebState>>, body: Result<Json<LoginBody>, axum::extract::rejection::JsonRejection>) -> Response {
-    let Ok(Json(b)) = body else { return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "expected {\"key\": \"...\"}") };
+/// The client's address for login throttling: the connection's peer (set by `serve`).
+fn client_addr(req_ext: &axum::http::Extensions) -> String {
+    req_ext
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `POST /api/login {"key"}` → session cookie. Failed attempts are throttled per client address
+/// and in total (429 with Retry-After), and each is audited.
+pub async fn login(State(w): State<Arc<WebState>>, req: Request) -> Response {
+    let client = client_addr(req.extensions());
+    let forwarded_https = req.headers().get("x-forwarded-proto").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let bytes = match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_body", "the login body is over 64 KiB"),
+    };
+    let Ok(b) = serde_json::from_slice::<LoginBody>(&bytes) else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "expected {\"key\": \"...\"}");
+    };
     if !w.auth_enabled() {
         return error(StatusCode::CONFLICT, "auth_disabled", "no users are configured; this server does not need a login");
     }
+    let now = Instant::now();
+    if let Some(wait) = w.login_throttle.lock().ok().and_then(|mut t| t.blocked(&client, now)) {
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", &format!("登录尝试过多，请 {wait} 秒后再试"));
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let Some(id) = w.user_by_key(b.key.trim()) else {
-        w.audit.record("unknown", "-", "login.failed", None, None, None);
+        if let Ok(mut t) = w.login_throttle.lock() {
+            t.failed(&client, now);
+        }
+        w.log_audit("unknown", "-", "login.failed", None, None, Some(format!("client={client}"))).await;
         return error(StatusCode::UNAUTHORIZED, "invalid_key", "访问密钥不正确");
     };
     let token = uuid::Uuid::new_v4().simple().to_string();
-    if let Ok(mut s) = w.sessions.lock() {
-        s.insert(token.clone(), Session { ident: id.clone(), expires: Instant::now() + w.session_ttl });
-    }
-    w.audit.record(&id.user, id.role.as_str(), "login", None, None, None);
-    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}", w.session_ttl.as_secs());
+    w.add_session(token.clone(), id.clone());
+    w.log_audit(&id.user, id.role.as_str(), "login", None, None, None).await;
+    let secure = if w.secure_cookie || forwarded_https { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", w.session_ttl.as_secs());
     let mut r = Json(json!({"user": id.user, "role": id.role.as_str()})).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -243,10 +354,9 @@ pub async fn login(State(w): State<Arc<WebState>>, body: Result<Json<LoginBody>,
 
 /// `POST /api/logout`.
 pub async fn logout(State(w): State<Arc<WebState>>, headers: HeaderMap) -> Response {
-    if let (Some(tok), Ok(mut s)) = (cookie(&headers, COOKIE), w.sessions.lock()) {
-        if let Some(old) = s.remove(&tok) {
-            w.audit.record(&old.ident.user, old.ident.role.as_str(), "logout", None, None, None);
-        }
+    let old = cookie(&headers, COOKIE).and_then(|tok| w.sessions.lock().ok()?.remove(&tok));
+    if let Some(old) = old {
+        w.log_audit(&old.ident.user, old.ident.role.as_str(), "logout", None, None, None).await;
     }
     let mut r = Json(json!({"ok": true})).into_response();
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_static("zw_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"));
@@ -271,12 +381,25 @@ pub fn allowed(role: Role, method: &Method, path: &str) -> bool {
     }
 }
 
-const INTERNAL_ROLE: &str = "x-zhengwu-role";
+use zhengwu_hotline::tickets::http::{CALLER_ROLE_HEADER as INTERNAL_ROLE, CALLER_USER_HEADER as INTERNAL_USER, ROWS_HEADER};
+
+/// Tell the handlers who is calling (they trust these headers because the guard strips them
+/// from every incoming request first).
+fn set_caller(req: &mut Request, id: &Identity) {
+    let h = req.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(id.role.as_str()) {
+        h.insert(INTERNAL_ROLE, v);
+    }
+    // User names come from the config; a name that is not a valid header value is sent as its hash.
+    let user = HeaderValue::from_str(&id.user).unwrap_or_else(|_| HeaderValue::from_str(&hex::encode(sha(&id.user))).expect("hex is a header value"));
+    h.insert(INTERNAL_USER, user);
+}
 
 /// The `/api` guard: role checks, citizens' ownership, the agent key on behalf of staff, and
 /// audit entries for ticket changes, dispatch decisions and views of personal data.
 pub async fn guard(State(w): State<Arc<WebState>>, mut req: Request, next: Next) -> Response {
     req.headers_mut().remove(INTERNAL_ROLE);
+    req.headers_mut().remove(INTERNAL_USER);
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let public = matches!(path.as_str(), "/api/me" | "/api/login" | "/api/logout");
@@ -287,6 +410,9 @@ pub async fn guard(State(w): State<Arc<WebState>>, mut req: Request, next: Next)
         // Open mode (no users configured): no checks, but changes are still audited.
         let bearer = req.headers().contains_key(header::AUTHORIZATION);
         let id = Identity { user: "anonymous".into(), role: Role::Admin };
+        // No user is known: the role only. Bodies keep naming their actor (the one person at
+        // a loopback first run), and idempotency keys are not scoped.
+        req.headers_mut().insert(INTERNAL_ROLE, HeaderValue::from_static("admin"));
         return audited(&w, &id, &method, &path, bearer, next.run(req).await).await;
     }
     let Some(id) = w.identify(req.headers()) else {
@@ -302,9 +428,7 @@ pub async fn guard(State(w): State<Arc<WebState>>, mut req: Request, next: Next)
             }
         }
     }
-    if let Ok(v) = HeaderValue::from_str(id.role.as_str()) {
-        req.headers_mut().insert(INTERNAL_ROLE, v);
-    }
+    set_caller(&mut req, &id);
     let staff = id.role != Role::Citizen;
     // Staff act with the ticket API's agent key (personal data unmasked, metrics, auto-dispatch).
     let inject = staff && w.agent_key.is_some();
@@ -322,31 +446,48 @@ pub async fn guard(State(w): State<Arc<WebState>>, mut req: Request, next: Next)
 
 /// Audit entries for a finished request: ticket creation (and the citizen's ownership), ticket
 /// transitions, dispatch decisions, and views of unmasked personal data (`unmasked`).
-async fn audited(w: &WebState, id: &Identity, method: &Method, path: &str, unmasked: bool, resp: Response) -> Response {
+async fn audited(w: &Arc<WebState>, id: &Identity, method: &Method, path: &str, unmasked: bool, resp: Response) -> Response {
     let is_create = method == Method::POST && path == "/api/tickets";
     let is_transition = method == Method::POST && path.ends_with("/transitions");
     let is_dispatch = method == Method::POST && path.ends_with("/auto-dispatch");
-    let is_view = method == Method::GET && path.starts_with("/api/tickets") && unmasked;
-    if !(is_create || is_transition || is_dispatch || is_view) || !resp.status().is_success() {
+    let is_export = method == Method::GET && path == "/api/tickets/export.csv";
+    let is_view = method == Method::GET && path.starts_with("/api/tickets") && unmasked && !is_export && path != "/api/tickets/meta";
+    if !(is_create || is_transition || is_dispatch || is_view || is_export) || !resp.status().is_success() {
         return resp;
     }
+    let (user, role) = (id.user.as_str(), id.role.as_str());
+    // Views and exports are logged from the headers: their bodies (up to 100,000 rows) are
+    // streamed to the client, never read back here.
+    if is_view || is_export {
+        let rows = resp.headers().get(ROWS_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (action, detail) = match (is_export, ticket_id(path)) {
+            (true, _) => ("tickets.export", Some(format!("{} tickets, masked", rows.as_deref().unwrap_or("?")))),
+            (false, Some(_)) => ("pii.view", None),
+            (false, None) => ("pii.view", Some(format!("list of {} tickets", rows.as_deref().unwrap_or("?")))),
+        };
+        w.log_audit(user, role, action, ticket_id(path), None, detail).await;
+        return resp;
+    }
+    // One ticket (or a dispatch answer holding one): bounded by the ticket's own size limits.
     let (parts, body) = resp.into_parts();
     let bytes = match axum::body::to_bytes(body, 16 * 1024 * 1024).await {
         Ok(b) => b,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", &e.to_string()),
     };
     let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    let (user, role) = (id.user.as_str(), id.role.as_str());
     if is_create {
         let tid = v["id"].as_i64();
         if let (Some(t), Role::Citizen) = (tid, id.role) {
-            w.set_owner(t, user);
+            let (w2, u) = (w.clone(), user.to_string());
+            if let Err(e) = tokio::task::spawn_blocking(move || w2.set_owner(t, &u)).await {
+                tracing::error!(error = %e, "recording the ticket owner crashed");
+            }
         }
-        w.audit.record(user, role, "ticket.create", tid, None, v["status"].as_str().map(str::to_string));
+        w.log_audit(user, role, "ticket.create", tid, None, v["status"].as_str().map(str::to_string)).await;
     } else if is_transition {
         let to = v["status"].as_str().unwrap_or("?");
         let dept = v["lead_dept"].as_str().map(|d| format!(" dept={d}")).unwrap_or_default();
-        w.audit.record(user, role, "ticket.transition", ticket_id(path), None, Some(format!("status={to}{dept}")));
+        w.log_audit(user, role, "ticket.transition", ticket_id(path), None, Some(format!("status={to}{dept}"))).await;
     } else if is_dispatch {
         let s = &v["suggestion"];
         let model = s["reasons"].as_array().and_then(|r| r.iter().find(|x| x["kind"] == "model")).and_then(|x| x["model"].as_str()).map(str::to_string);
@@ -358,13 +499,7 @@ async fn audited(w: &WebState, id: &Identity, method: &Method, path: &str, unmas
             s["bucket"].as_str().unwrap_or("-"),
             s["decided_by"].as_str().unwrap_or("-")
         );
-        w.audit.record(user, role, "dispatch.decision", ticket_id(path), model, Some(detail));
-    } else if is_view {
-        let detail = match ticket_id(path) {
-            Some(_) => None,
-            None => Some(format!("list of {} tickets", v["data"].as_array().map(|a| a.len()).unwrap_or(0))),
-        };
-        w.audit.record(user, role, "pii.view", ticket_id(path), None, detail);
+        w.log_audit(user, role, "dispatch.decision", ticket_id(path), model, Some(detail)).await;
     }
     Response::from_parts(parts, Body::from(bytes))
 }

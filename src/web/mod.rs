@@ -20,7 +20,7 @@ mod assets;
 mod audit;
 mod auth;
 
-pub use auth::{guard, WebConfig, WebState};
+pub use auth::{guard, Role, WebConfig, WebState};
 
 use std::sync::Arc;
 

@@ -70,6 +70,8 @@ pub struct IntelService {
     /// Ask the chat model when the top class's confidence is below this
     /// (`ZHENGWU_SECOND_OPINION_BELOW`, default 0 = never).
     pub second_opinion_below: f32,
+    /// The last hot-spot computation per range of days (see [`HOTSPOT_REUSE`]).
+    hot_reuse: tokio::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, Arc<HotResult>)>>,
 }
 
 /// Prometheus collectors of the hotline intelligence (register them with the server's registry).
@@ -239,6 +241,7 @@ impl IntelService {
             generator: std::sync::OnceLock::new(),
             // Off unless configured: with the 0.5B model the second opinion gave no gain on the
             // unsure rows of any classifier (`zhengwu eval classify --second-opinion 40`).
+            hot_reuse: Default::default(),
             second_opinion_below: std::env::var("ZHENGWU_SECOND_OPINION_BELOW").ok().and_then(|v| v.parse().ok()).filter(|v: &f32| (0.0..=1.0).contains(v)).unwrap_or(0.0),
         })
     }
@@ -268,9 +271,14 @@ impl IntelService {
     /// loaded, it picks among the top 3 (`second_opinion`), and `label` is its pick.
     pub async fn classify_text(&self, text: &str) -> Result<Value, HttpError> {
         let m = self.models();
+        let owned = text.to_string();
+        let answers = self
+            .tickets
+            .cpu
+            .run(move || -> Result<Vec<ModelAnswer>, HttpError> { Ok(vec![top3(&m.type_model, &owned)?, top3(&m.category_model, &owned)?]) })
+            .await??;
         let mut out = serde_json::Map::new();
-        for (key, model) in [("request_type", &m.type_model), ("category", &m.category_model)] {
-            let ans = top3(model, text)?;
+        for (key, ans) in ["request_type", "category"].into_iter().zip(answers) {
             let mut v = serde_json::to_value(&ans).unwrap_or(Value::Null);
             let top = ans.top.first().cloned();
             v["label"] = json!(top.as_ref().map(|t| t.label.clone()));
@@ -295,11 +303,22 @@ impl IntelService {
 
     /// Past tickets with a final department, most similar first (n-gram cosine ≥ 0.3, at most 5),
     /// with the tickets themselves.
-    pub async fn similar_tickets(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<(SimilarCase, Ticket)>, StoreError> {
+    pub async fn similar_tickets(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<(SimilarCase, Ticket)>, HttpError> {
         let page = self.tickets.store.list(&TicketFilter::default(), PageRequest { limit: 300, cursor: None }, Utc::now()).await?;
+        let text = text.to_string();
+        Ok(self.tickets.cpu.run(move || rank_similar(&text, page.data, skip_id)).await?)
+    }
+
+    /// [`IntelService::similar_tickets`] without the tickets.
+    pub async fn similar_cases(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<SimilarCase>, HttpError> {
+        Ok(self.similar_tickets(text, skip_id).await?.into_iter().map(|(c, _)| c).collect())
+    }
+}
+
+/// Past tickets with a final department most similar to `text` (CPU work: n-gram vectors).
+fn rank_similar(text: &str, tickets: Vec<Ticket>, skip_id: Option<i64>) -> Vec<(SimilarCase, Ticket)> {
         let q = ngram_vector(text, 4096, 2, 400);
-        let mut v: Vec<(SimilarCase, Ticket)> = page
-            .data
+        let mut v: Vec<(SimilarCase, Ticket)> = tickets
             .into_iter()
             .filter(|t| Some(t.id) != skip_id && matches!(t.body.status, Status::Replied | Status::CallbackDone | Status::Closed))
             .filter_map(|t| {
@@ -311,13 +330,7 @@ impl IntelService {
             .collect();
         v.sort_by(|a, b| b.0.similarity.total_cmp(&a.0.similarity));
         v.truncate(5);
-        Ok(v)
-    }
-
-    /// [`IntelService::similar_tickets`] without the tickets.
-    pub async fn similar_cases(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<SimilarCase>, StoreError> {
-        Ok(self.similar_tickets(text, skip_id).await?.into_iter().map(|(c, _)| c).collect())
-    }
+        v
 }
 
 async fn classify(State(svc): State<Arc<IntelService>>, body: Result<Json<TextBody>, JsonRejection>) -> Result<Json<Value>, HttpError> {
@@ -330,7 +343,8 @@ async fn suggest(State(svc): State<Arc<IntelService>>, body: Result<Json<TextBod
     let Json(b) = body?;
     check_text("text", &b.text)?;
     let cases = svc.similar_cases(&b.text, None).await?;
-    Ok(Json(svc.dispatcher().map_err(intel_err)?.suggest(&b.text, &b.exclude, &cases).map_err(intel_err)?))
+    let dispatcher = svc.dispatcher().map_err(intel_err)?;
+    Ok(Json(svc.tickets.cpu.run(move || dispatcher.suggest(&b.text, &b.exclude, &cases)).await?.map_err(intel_err)?))
 }
 
 #[derive(Deserialize, Default)]
@@ -351,7 +365,8 @@ async fn auto_dispatch(
         return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "auto-dispatch needs the agent key"));
     }
     let id = parse_id(&id)?;
-    let actor = body.and_then(|b| b.0.actor).unwrap_or_else(|| "dispatcher".into());
+    // The authenticated user when the web guard runs in front; the body's name otherwise.
+    let actor = crate::tickets::http::caller(&headers).0.or_else(|| body.and_then(|b| b.0.actor)).unwrap_or_else(|| "dispatcher".into());
     let t = svc.tickets.store.get(id).await?.ok_or(StoreError::NotFound(id))?;
     if !matches!(t.body.status, Status::Accepted | Status::Returned | Status::Reopened) {
         return Err(HttpError::new(
@@ -371,7 +386,8 @@ async fn auto_dispatch(
     }
     let text = format!("{}\n{}", t.body.summary, t.body.text);
     let cases = svc.similar_cases(&text, Some(id)).await?;
-    let s = svc.dispatcher().map_err(intel_err)?.suggest(&text, &exclude, &cases).map_err(intel_err)?;
+    let dispatcher = svc.dispatcher().map_err(intel_err)?;
+    let s = svc.tickets.cpu.run(move || dispatcher.suggest(&text, &exclude, &cases)).await?.map_err(intel_err)?;
     svc.metrics.dispatch_decisions.with_label_values(&[s.bucket.as_str(), s.decided_by.as_str()]).inc();
     let ticket = match (&s.lead, s.bucket) {
         (Some(lead), Bucket::Auto | Bucket::Review) => {
@@ -421,7 +437,8 @@ async fn assess(State(svc): State<Arc<IntelService>>, body: Result<Json<AssessBo
         check_text("turns.text", &t.text)?;
     }
     let model = svc.models().callback_model;
-    let a = svc.callback.assess(&b.turns, model.as_deref()).map_err(intel_err)?;
+    let svc2 = svc.clone();
+    let a = svc.tickets.cpu.run(move || svc2.callback.assess(&b.turns, model.as_deref())).await?.map_err(intel_err)?;
     svc.metrics.callback_assessments.with_label_values(&[if a.reopen { "true" } else { "false" }]).inc();
     Ok(Json(a))
 }
@@ -458,41 +475,107 @@ struct HotParams {
     limit: Option<usize>,
 }
 
+/// Hot spots read at most this many tickets of the range, the newest first; the answer says when
+/// it sampled (`sampled`, `tickets_in_range` as a lower bound).
+pub const HOTSPOT_MAX_TICKETS: usize = 5_000;
+/// A computed answer is reused this long: featurizing and clustering a month of tickets takes
+/// seconds of CPU, and a dashboard asks again on every visit.
+const HOTSPOT_REUSE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One computation of hot spots over a range of days.
+pub struct HotResult {
+    computed_at: DateTime<Utc>,
+    tickets: usize,
+    sampled: bool,
+    /// `{cluster, summary}` in rank order (at most 100).
+    clusters: Vec<Value>,
+}
+
 async fn hot(State(svc): State<Arc<IntelService>>, q: Result<Query<HotParams>, QueryRejection>) -> Result<Json<Value>, HttpError> {
     let Query(p) = q?;
     let days = p.days.unwrap_or(30);
     if !(1..=366).contains(&days) {
         return Err(HttpError::invalid("days", "1..=366"));
     }
+    let limit = p.limit.unwrap_or(20).min(100);
+    // One computation at a time: concurrent requests wait here (asynchronously) and reuse it.
+    let mut reuse = svc.hot_reuse.lock().await;
+    let fresh = reuse.get(&days).filter(|(at, _)| at.elapsed() < HOTSPOT_REUSE).map(|(_, r)| r.clone());
+    let r = match fresh {
+        Some(r) => r,
+        None => {
+            let r = Arc::new(compute_hot(&svc, days).await?);
+            reuse.insert(days, (std::time::Instant::now(), r.clone()));
+            r
+        }
+    };
+    drop(reuse);
+    Ok(Json(json!({
+        "tickets": r.tickets,
+        "sampled": r.sampled,
+        "max_tickets": HOTSPOT_MAX_TICKETS,
+        "computed_at": r.computed_at,
+        "clusters": r.clusters.iter().take(limit).collect::<Vec<_>>(),
+    })))
+}
+
+/// Read the range page by page (newest first, up to [`HOTSPOT_MAX_TICKETS`]), then featurize and
+/// cluster in the CPU pool.
+async fn compute_hot(svc: &Arc<IntelService>, days: i64) -> Result<HotResult, HttpError> {
     let now = Utc::now();
     let filter = TicketFilter { created_from: Some(now - Duration::days(days)), ..Default::default() };
-    let page = svc.tickets.store.list(&filter, PageRequest { limit: 2000, cursor: None }, now).await?;
-    let texts: Vec<String> = page.data.iter().map(|t| format!("{}\n{}", t.body.summary, t.body.text)).collect();
-    let (vectors, mut cfg) = match &svc.models().hotspot_featurizer {
-        Some(f) => {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let x = f.features(&refs).map_err(intel_err)?;
-            (x.chunks(f.dim().max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>(), HotspotConfig { idf_prefix: f.config.ngram_buckets, ..svc.hotspots.clone() })
+    let mut tickets: Vec<Ticket> = Vec::new();
+    let mut page = PageRequest { limit: 500, cursor: None };
+    let mut sampled = false;
+    loop {
+        let p = svc.tickets.store.list(&filter, page, now).await?;
+        tickets.extend(p.data);
+        match p.next_cursor {
+            Some(c) if tickets.len() < HOTSPOT_MAX_TICKETS => page.cursor = Some(c),
+            Some(_) => {
+                sampled = true;
+                break;
+            }
+            None => break,
         }
-        None => (texts.iter().map(|t| ngram_vector(t, 4096, 2, 400)).collect(), HotspotConfig { similarity: 0.45, idf_prefix: 4096, ..svc.hotspots.clone() }),
-    };
-    cfg.window_days = cfg.window_days.min(days);
-    let items: Vec<hotspots::Item> = page
-        .data
-        .iter()
-        .zip(vectors)
-        .map(|(t, v)| hotspots::Item { id: t.id.to_string(), at: t.body.created_at, district: t.body.address.district.clone(), weight: 0.0, vector: v })
-        .collect();
-    let mut clusters = hotspots::cluster(&items, &cfg, now);
-    clusters.truncate(p.limit.unwrap_or(20).min(100));
-    let summaries: Vec<Value> = clusters
-        .iter()
-        .map(|c| {
-            let rep = page.data.iter().find(|t| t.id.to_string() == c.representative);
-            json!({ "cluster": c, "summary": rep.map(|t| svc.tickets.mask_text(&t.body.summary)) })
+    }
+    if tickets.len() > HOTSPOT_MAX_TICKETS {
+        tickets.truncate(HOTSPOT_MAX_TICKETS);
+        sampled = true;
+    }
+    let svc2 = svc.clone();
+    svc.tickets
+        .cpu
+        .run(move || -> Result<HotResult, HttpError> {
+            let texts: Vec<String> = tickets.iter().map(|t| format!("{}\n{}", t.body.summary, t.body.text)).collect();
+            let (vectors, mut cfg) = match &svc2.models().hotspot_featurizer {
+                Some(f) => {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    let x = f.features(&refs).map_err(intel_err)?;
+                    (x.chunks(f.dim().max(1)).map(<[f32]>::to_vec).collect::<Vec<_>>(), HotspotConfig { idf_prefix: f.config.ngram_buckets, ..svc2.hotspots.clone() })
+                }
+                None => (texts.iter().map(|t| ngram_vector(t, 4096, 2, 400)).collect(), HotspotConfig { similarity: 0.45, idf_prefix: 4096, ..svc2.hotspots.clone() }),
+            };
+            drop(texts);
+            cfg.window_days = cfg.window_days.min(days);
+            let items: Vec<hotspots::Item> = tickets
+                .iter()
+                .zip(vectors)
+                .map(|(t, v)| hotspots::Item { id: t.id.to_string(), at: t.body.created_at, district: t.body.address.district.clone(), weight: 0.0, vector: v })
+                .collect();
+            let mut clusters = hotspots::cluster(&items, &cfg, now);
+            drop(items);
+            clusters.truncate(100);
+            let clusters = clusters
+                .iter()
+                .map(|c| {
+                    let rep = tickets.iter().find(|t| t.id.to_string() == c.representative);
+                    json!({ "cluster": c, "summary": rep.map(|t| svc2.tickets.mask_text(&t.body.summary)) })
+                })
+                .collect();
+            Ok(HotResult { computed_at: now, tickets: tickets.len(), sampled, clusters })
         })
-        .collect();
-    Ok(Json(json!({ "tickets": page.data.len(), "clusters": summaries })))
+        .await?
 }
 
 #[derive(Deserialize)]
@@ -526,7 +609,7 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
     };
     let limit = b.knowledge_limit.unwrap_or(3).clamp(1, 10);
     let knowledge = match svc.knowledge.get().cloned() {
-        Some(search) => match tokio::task::spawn_blocking(move || search(&tail, limit)).await {
+        Some(search) => match svc.tickets.cpu.run(move || search(&tail, limit)).await {
             Ok(Ok(v)) => json!({"hits": v}),
             Ok(Err(e)) => json!({"hits": [], "error": e}),
             Err(e) => json!({"hits": [], "error": e.to_string()}),
@@ -536,7 +619,7 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
     let t_knowledge = t0.elapsed().as_secs_f64() * 1000.0;
     let svc2 = svc.clone();
     let text2 = text.clone();
-    let (classification, mut draft) = tokio::task::spawn_blocking(move || -> Result<(Value, crate::intel::form::FormDraft), HttpError> {
+    let (classification, mut draft) = svc.tickets.cpu.run(move || -> Result<(Value, crate::intel::form::FormDraft), HttpError> {
         let m = svc2.models();
         let ty = match &m.type_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
         let cat = match &m.category_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
@@ -553,8 +636,7 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
         };
         Ok((json!({"request_type": top(&ty), "category": top(&cat)}), draft))
     })
-    .await
-    .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    .await??;
     let mut llm = Value::Null;
     if b.llm_form {
         llm = match svc.generator.get().cloned() {
@@ -590,7 +672,9 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
         .map(|(c, t)| json!({"id": t.id, "number": t.number, "summary": svc.tickets.mask_text(&t.body.summary), "lead_dept": t.body.lead_dept, "status": t.body.status, "similarity": c.similarity}))
         .collect();
     let cases: Vec<SimilarCase> = found.into_iter().map(|(c, _)| c).collect();
-    let dispatch = svc.dispatcher().map_err(intel_err)?.suggest(&text, &[], &cases).map_err(intel_err)?;
+    let dispatcher = svc.dispatcher().map_err(intel_err)?;
+    let text2 = text.clone();
+    let dispatch = svc.tickets.cpu.run(move || dispatcher.suggest(&text2, &[], &cases)).await?.map_err(intel_err)?;
     let total = t0.elapsed().as_secs_f64() * 1000.0;
     Ok(Json(json!({
         "knowledge": knowledge,

@@ -72,10 +72,18 @@ impl IntoResponse for HttpError {
             err["allowed"] = json!(a);
         }
         let mut resp = (self.status, Json(json!({ "error": err }))).into_response();
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE || self.status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
         resp
+    }
+}
+
+/// The first `n` characters: a rejection may quote the whole bad value (megabytes).
+fn head(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
     }
 }
 
@@ -90,13 +98,25 @@ impl From<JsonRejection> for HttpError {
         };
         // serde's message names the field and the expected values; it may quote a bad value, so
         // mask personal data in it.
-        Self::new(status, code, redact::mask(&r.body_text()))
+        Self::new(status, code, redact::mask(&head(&r.body_text(), 500)))
+    }
+}
+
+impl From<crate::blocking::PoolError> for HttpError {
+    fn from(e: crate::blocking::PoolError) -> Self {
+        match e {
+            crate::blocking::PoolError::Overloaded(_) => HttpError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()),
+            crate::blocking::PoolError::Crashed(_) => {
+                tracing::error!(error = %e, "background job failed");
+                HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a background job failed; see the server log")
+            }
+        }
     }
 }
 
 impl From<QueryRejection> for HttpError {
     fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", redact::mask(&r.body_text()))
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", redact::mask(&head(&r.body_text(), 500)))
     }
 }
 
@@ -164,18 +184,56 @@ pub(crate) fn parse_id(s: &str) -> Result<i64, HttpError> {
         .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "ticket_not_found", "ticket ids are positive integers"))
 }
 
+/// Who is calling, as the web guard established it. The guard strips these headers from every
+/// incoming request and sets them after authentication, so they cannot be forged by a client.
+pub const CALLER_USER_HEADER: &str = "x-zhengwu-user";
+pub const CALLER_ROLE_HEADER: &str = "x-zhengwu-role";
+
+/// The authenticated caller: (user, is a citizen). `None` user when no guard runs in front.
+pub(crate) fn caller(headers: &HeaderMap) -> (Option<String>, bool) {
+    let user = headers.get(CALLER_USER_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let citizen = headers.get(CALLER_ROLE_HEADER).is_some_and(|v| v == "citizen");
+    (user, citizen)
+}
+
+/// Fields only staff may set when a ticket is created: they steer the workflow (SLA, routing).
+fn staff_only_fields(new: &NewTicket) -> Option<&'static str> {
+    if new.urgency != Urgency::Normal {
+        Some("urgency")
+    } else if new.lead_dept.is_some() {
+        Some("lead_dept")
+    } else if !new.co_handlers.is_empty() {
+        Some("co_handlers")
+    } else {
+        None
+    }
+}
+
 async fn create(
     State(svc): State<Arc<TicketService>>,
     headers: HeaderMap,
     body: Result<Json<NewTicket>, JsonRejection>,
 ) -> Result<Response, HttpError> {
     let agent = is_agent(&svc, &headers)?;
-    let Json(new) = body?;
+    let Json(mut new) = body?;
+    let (user, citizen) = caller(&headers);
+    if citizen {
+        if let Some(f) = staff_only_fields(&new) {
+            return Err(HttpError {
+                param: Some(f.into()),
+                ..HttpError::new(StatusCode::FORBIDDEN, "staff_only_field", format!("{f} is set by hotline staff, not on a citizen's request"))
+            });
+        }
+    }
+    // The history records who really did it, whatever the body says.
+    if let Some(u) = &user {
+        new.actor = Some(u.clone());
+    }
     let key = match headers.get("idempotency-key") {
         Some(v) => Some(v.to_str().map_err(|_| HttpError::invalid("idempotency_key", "Idempotency-Key must be ASCII"))?.to_string()),
         None => None,
     };
-    let (t, created) = svc.create(&new, key).await?;
+    let (t, created) = svc.create(&new, key, user.as_deref()).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     let mut resp = (status, Json(view(&svc, &t, agent))).into_response();
     if !created {
@@ -199,7 +257,18 @@ async fn transition(
 ) -> Result<Response, HttpError> {
     let agent = is_agent(&svc, &headers)?;
     let id = parse_id(&id)?;
-    let Json(req) = body?;
+    let Json(mut req) = body?;
+    if let Some(u) = caller(&headers).0 {
+        req.actor = u;
+    }
+    // Auto-dispatch records are written by `/auto-dispatch` only; one sent here is a person's
+    // decision, whatever it claims (the supervisor's automation metrics count on it).
+    if let Some(d) = &mut req.dispatch {
+        if d.auto {
+            return Err(HttpError::invalid("dispatch.auto", "auto-dispatch records are written by POST /api/tickets/{id}/auto-dispatch only"));
+        }
+        d.decided_by = Some("person".into());
+    }
     let t = svc.transition(id, &req).await?;
     Ok(Json(view(&svc, &t, agent)).into_response())
 }
@@ -259,9 +328,13 @@ async fn list(
     let (f, page) = params.split(50)?;
     let mut p = svc.store.list(&f, page, Utc::now()).await?;
     if !agent {
-        p.data = p.data.iter().map(|t| svc.masked(t)).collect();
+        let (svc2, data) = (svc.clone(), std::mem::take(&mut p.data));
+        p.data = svc.cpu.run(move || data.iter().map(|t| svc2.masked(t)).collect()).await?;
     }
-    Ok(Json(p).into_response())
+    let rows = p.data.len();
+    let mut resp = Json(p).into_response();
+    resp.headers_mut().insert(ROWS_HEADER, header::HeaderValue::from(rows));
+    Ok(resp)
 }
 
 async fn search(
@@ -275,6 +348,9 @@ async fn search(
     }
     list(State(svc), headers, Ok(Query(params))).await
 }
+
+/// Rows in a list or export answer (read by the audit log).
+pub const ROWS_HEADER: &str = "x-zhengwu-rows";
 
 /// Largest export in one request.
 const EXPORT_MAX_ROWS: usize = 100_000;
@@ -292,10 +368,19 @@ async fn export_csv(
     let mut rows = 0usize;
     loop {
         let p = svc.store.list(&f, page, now).await?;
-        for t in &p.data {
-            write_row(&mut out, export_fields(&svc.masked(t)));
-            rows += 1;
-        }
+        rows += p.data.len();
+        // Masking a page of long texts is CPU work: off the async workers.
+        let svc2 = svc.clone();
+        let data = p.data;
+        let chunk = svc.cpu.run(move || {
+            let mut chunk = String::new();
+            for t in &data {
+                write_row(&mut chunk, export_fields(&svc2.masked(t)));
+            }
+            chunk
+        })
+        .await?;
+        out.push_str(&chunk);
         if rows >= EXPORT_MAX_ROWS {
             return Err(HttpError::invalid("limit", format!("more than {EXPORT_MAX_ROWS} rows; narrow the filters")));
         }
@@ -304,14 +389,17 @@ async fn export_csv(
             None => break,
         }
     }
-    Ok((
+    let mut resp = (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
             (header::CONTENT_DISPOSITION, "attachment; filename=\"tickets.csv\""),
         ],
         out,
     )
-        .into_response())
+        .into_response();
+    // For the audit log, which does not read bodies.
+    resp.headers_mut().insert(ROWS_HEADER, header::HeaderValue::from(rows));
+    Ok(resp)
 }
 
 const EXPORT_HEADER: [&str; 20] = [

@@ -27,6 +27,7 @@ pub use sqlite::SqliteStore;
 pub use store::{CreateOptions, Page, PageRequest, StoreError, TicketFilter, TicketStore};
 pub use taxonomy::Taxonomy;
 
+use crate::blocking::CpuPool;
 use crate::sensitive::Screener;
 use model::FieldError;
 
@@ -109,11 +110,13 @@ pub struct TicketService {
     pub taxonomy: Option<Taxonomy>,
     pub screener: Option<Screener>,
     pub agent_key: Option<String>,
+    /// CPU work of the handlers (masking of lists and exports) runs here, off the async workers.
+    pub cpu: Arc<CpuPool>,
 }
 
 impl TicketService {
     pub fn new(store: Arc<dyn TicketStore>) -> Self {
-        Self { store, sla: SlaPolicy::default(), taxonomy: None, screener: None, agent_key: None }
+        Self { store, sla: SlaPolicy::default(), taxonomy: None, screener: None, agent_key: None, cpu: Arc::new(CpuPool::for_this_machine()) }
     }
 
     /// Everything from config: store, SLA, taxonomy and word list (defaults from knowledge-base/).
@@ -130,17 +133,36 @@ impl TicketService {
         let url = cfg.db.clone().unwrap_or_else(default_db_url);
         let store = open_store(&url).await?;
         tracing::info!(backend = store.backend(), taxonomy = taxonomy.is_some(), words = screener.is_some(), "ticket store open");
-        Ok(Self { store, sla, taxonomy, screener, agent_key: cfg.agent_key.clone().filter(|k| !k.is_empty()) })
+        Ok(Self {
+            store,
+            sla,
+            taxonomy,
+            screener,
+            agent_key: cfg.agent_key.clone().filter(|k| !k.is_empty()),
+            cpu: Arc::new(CpuPool::for_this_machine()),
+        })
     }
 
     /// Validate, screen and store a new ticket. `Ok((ticket, false))` is an idempotent replay.
-    pub async fn create(&self, new: &NewTicket, idempotency_key: Option<String>) -> Result<(Ticket, bool), ServiceError> {
+    ///
+    /// Idempotency keys are scoped by `caller` (the authenticated user): a key replayed by
+    /// someone else is a different key, so it can neither return nor take over their ticket.
+    pub async fn create(&self, new: &NewTicket, idempotency_key: Option<String>, caller: Option<&str>) -> Result<(Ticket, bool), ServiceError> {
         new.validate(self.taxonomy.as_ref())?;
         if let Some(k) = &idempotency_key {
             if k.is_empty() || k.len() > 128 || !k.bytes().all(|b| b.is_ascii_graphic()) {
                 return Err(model::field("idempotency_key", "1-128 printable ASCII characters").into());
             }
         }
+        let idempotency_key = match (idempotency_key, caller) {
+            // The user name may hold any character; its hash keeps the stored key printable.
+            (Some(k), Some(who)) => {
+                use sha2::Digest;
+                let h = sha2::Sha256::digest(who.as_bytes());
+                Some(format!("{}:{k}", hex::encode(&h[..8])))
+            }
+            (k, _) => k,
+        };
         let flags = match &self.screener {
             Some(s) => s.screen(&format!("{}\n{}", new.summary, new.text)).flags(),
             None => Vec::new(),
