@@ -140,6 +140,17 @@ fn plate_re() -> &'static Regex {
 /// 13 with the `86` prefix, landlines 12).
 const MAX_ITEM_LEN: usize = 19;
 
+/// Area code (`area_len` digits, 0 then not 0) and a 7-8 digit local number not starting with 0.
+fn is_written_landline(s: &str, area_len: usize) -> bool {
+    let (area, local) = s.split_at(area_len.min(s.len()));
+    s.bytes().all(|b| b.is_ascii_digit())
+        && (3..=4).contains(&area.len())
+        && area.starts_with('0')
+        && !area[1..].starts_with('0')
+        && (7..=8).contains(&local.len())
+        && !local.starts_with('0')
+}
+
 fn classify(s: &str) -> Option<PiiKind> {
     let n = s.len();
     if n == 18 && is_resident_id(s) {
@@ -174,6 +185,8 @@ struct Group {
 struct DigitRun {
     folded: String,
     groups: Vec<Group>,
+    /// The first group is a parenthesised area code: `(010)12345678`.
+    area_code: bool,
 }
 
 impl DigitRun {
@@ -186,6 +199,17 @@ impl DigitRun {
     /// Folded characters of groups `a..b`.
     fn chars_of(&self, a: usize, b: usize) -> &str {
         &self.folded[self.groups[a].folded.start..self.groups[b - 1].folded.end]
+    }
+
+    /// What groups `a..b` are. A span opened by a parenthesised area code is a landline
+    /// whatever digit its local number starts with: the parentheses say "phone" more surely
+    /// than the numbering plan does, and a masked non-number costs nothing.
+    fn classify_span(&self, a: usize, b: usize) -> Option<PiiKind> {
+        let s = self.chars_of(a, b);
+        match classify(s) {
+            None if a == 0 && b > 1 && self.area_code && is_written_landline(s, self.groups[0].folded.len()) => Some(PiiKind::Landline),
+            found => found,
+        }
     }
 }
 
@@ -296,6 +320,7 @@ impl<'a> CharScan<'a> {
         if let Some(area) = self.area_code_at(i) {
             // The group spans the parentheses, so a masked landline leaves none of them behind.
             run.push_group(self.offset(i), self.offset(area.close + 1), self.folded(area.digits..area.close));
+            run.area_code = true;
             j = area.local;
         }
         loop {
@@ -354,7 +379,7 @@ type LongestItemFrom = fn(&DigitRun, usize) -> Option<(usize, PiiKind)>;
 fn longest_item_from(run: &DigitRun, a: usize) -> Option<(usize, PiiKind)> {
     let first = run.groups[a].folded.start;
     let fitting = run.groups[a..].iter().take_while(|g| g.folded.end - first <= MAX_ITEM_LEN).count();
-    (a + 1..=a + fitting).rev().find_map(|b| classify(run.chars_of(a, b)).map(|kind| (b, kind)))
+    (a + 1..=a + fitting).rev().find_map(|b| run.classify_span(a, b).map(|kind| (b, kind)))
 }
 
 /// The items of a run, left to right: from each group the longest span that classifies; after a
@@ -667,6 +692,10 @@ mod tests {
             ("(010) 6234 5678", PiiKind::Landline, "010******78"),
             ("(0755)-2634-5678", PiiKind::Landline, "0755******78"),
             ("（０７５５）２６３４　５６７８", PiiKind::Landline, "0755******78"),
+            // The examples: local numbers starting with 1 are masked when the area code
+            // is written in parentheses (without them they stay codes, see `phones`).
+            ("(010)12345678", PiiKind::Landline, "010******78"),
+            ("(010) 1234 5678", PiiKind::Landline, "010******78"),
             (double_spaced_id.as_str(), PiiKind::IdNumber, "1****************X"),
         ] {
             assert_eq!(kinds(text), vec![kind], "{text}");
@@ -733,7 +762,7 @@ mod tests {
     /// The straightforward search the window replaces: from each group, every span to the end of
     /// the run, longest first. Cubic in the length of a run.
     fn longest_item_from_reference(run: &DigitRun, a: usize) -> Option<(usize, PiiKind)> {
-        (a + 1..=run.groups.len()).rev().find_map(|b| classify(run.chars_of(a, b)).map(|kind| (b, kind)))
+        (a + 1..=run.groups.len()).rev().find_map(|b| run.classify_span(a, b).map(|kind| (b, kind)))
     }
 
     /// [`find_pii`] with the all-spans search and a scan of every claimed span per item.
