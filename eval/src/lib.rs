@@ -11,6 +11,7 @@ pub mod kb_scale;
 pub mod llm_speed;
 pub mod rag;
 pub mod report;
+pub mod soak;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,15 @@ pub struct EvalArgs {
     /// `finetune` suite: held-out reply cases to draft with each model.
     #[arg(long, default_value_t = 24)]
     pub finetune_cases: usize,
+    /// `soak` suite: concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// `soak` suite: seconds of traffic (the in-flight requests then finish).
+    #[arg(long, default_value_t = 600)]
+    pub duration_secs: u64,
+    /// `soak` suite: mean think time between a client's requests in ms (uniform 0..2x); 0 = none.
+    #[arg(long, default_value_t = 250)]
+    pub think_ms: u64,
     /// Internal: run one model's measurement in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: bool,
@@ -93,6 +103,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("hotspots", "hot-spot clusters of messages/ with votes and time"),
     ("finetune", "fine-tuned reply drafting: ROUGE-L, format, refusals of base vs base + LoRA adapter (messages/)"),
     ("copilot", "agent co-pilot: latency per transcript update (knowledge, classification, form, dispatch)"),
+    ("soak", "soak: mixed HTTP traffic from --clients for --duration-secs; 5xx, lost tickets, RSS growth, /health p99"),
 ];
 
 pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
@@ -119,6 +130,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         "hotspots" => intel::run_hotspots(args)?,
         "copilot" => intel::run_copilot(args)?,
         "finetune" => finetune::run(args)?,
+        "soak" => soak::run(args)?,
         other => bail!("unknown suite `{other}`; run `zhengwu eval` to list them"),
     };
     report.write(&out)?;
