@@ -6,6 +6,12 @@
 //! pauses ([`vad`]), transcribe each chunk on its own, shift the timestamps, and convert
 //! traditional characters to simplified. [`whisper::WhisperTranscriber`] is the whisper.cpp
 //! engine (via `whisper-rs`) for the registry's `whisper-base` model.
+//!
+//! Uploads are untrusted: [`audio::decode`] bounds every header claim before it allocates from
+//! it (sample rate [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`], at most [`MAX_CHANNELS`]
+//! channels, decoding stopped at the duration limit, container tables checked against the bytes
+//! present) and turns a panic inside a decoder into [`AsrError::NotAudio`]; see [`audio`] for
+//! the full list and the reasons.
 
 pub mod audio;
 pub mod cer;
@@ -15,10 +21,14 @@ pub mod whisper;
 
 use serde::{Deserialize, Serialize};
 
-pub use audio::{decode, Audio, MODEL_SAMPLE_RATE};
+pub use audio::{
+    decode, decode_owned, Audio, MAX_CHANNELS, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, MODEL_SAMPLE_RATE,
+};
 pub use whisper::{WhisperConfig, WhisperTranscriber};
 
-/// Why a transcription failed. The first five are the caller's fault (HTTP 4xx).
+/// Why a transcription failed. The first six are the caller's fault (HTTP 4xx).
+/// [`AsrError::Unsupported`] (HTTP 415) also covers audio outside the accepted bounds (sample
+/// rate, channels, codec buffer sizes, see [`audio`]).
 #[derive(Debug, thiserror::Error)]
 pub enum AsrError {
     #[error("empty audio: {0}")]
