@@ -269,7 +269,177 @@ pub fn run_dispatch(args: &EvalArgs) -> anyhow::Result<Report> {
     md.push_str(&rules_line);
     md.push_str(&curve);
     report.section(md);
+    realistic_dispatch(&mut report, &catalogue, &rules, &art, &texts, &gold)?;
     Ok(report)
+}
+
+/// One request of the written dispatch set (`eval/sets/dispatch_realistic.jsonl`).
+#[derive(serde::Deserialize)]
+struct RealisticRequest {
+    id: String,
+    text: String,
+    dept: String,
+    matter: String,
+    split: String,
+}
+
+/// The written set of requests in citizens' own words (eval/sets/ in the checkout).
+fn realistic_set_path() -> Option<std::path::PathBuf> {
+    let local = Path::new("eval/sets/dispatch_realistic.jsonl");
+    if local.exists() {
+        return Some(local.to_path_buf());
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("sets/dispatch_realistic.jsonl");
+    built.exists().then_some(built)
+}
+
+/// Expected calibration error of `(confidence, right)` over 10 equal-width bins, and the bins
+/// as (low, high, count, mean confidence, accuracy).
+fn calibration(points: &[(f32, bool)]) -> (f64, Vec<(f64, f64, usize, f64, f64)>) {
+    let n = points.len().max(1) as f64;
+    let mut bins = Vec::new();
+    let mut ece = 0.0;
+    for b in 0..10 {
+        let (lo, hi) = (b as f64 / 10.0, (b + 1) as f64 / 10.0);
+        let inside: Vec<&(f32, bool)> = points.iter().filter(|(c, _)| { let c = *c as f64; c >= lo && (c < hi || (b == 9 && c <= hi)) }).collect();
+        if inside.is_empty() {
+            continue;
+        }
+        let conf = inside.iter().map(|(c, _)| *c as f64).sum::<f64>() / inside.len() as f64;
+        let acc = inside.iter().filter(|(_, r)| *r).count() as f64 / inside.len() as f64;
+        ece += inside.len() as f64 / n * (conf - acc).abs();
+        bins.push((lo, hi, inside.len(), conf, acc));
+    }
+    (ece, bins)
+}
+
+/// `dispatch.realistic.*`: the written requests (dev and report parts), with the deployed
+/// dispatcher and with the duty match off (the dispatcher before issue 20), plus a reliability
+/// table of the lead's confidence on the report part.
+fn realistic_dispatch(
+    report: &mut Report,
+    catalogue: &Arc<Catalogue>,
+    rules: &[zhengwu_hotline::intel::dispatch::Rule],
+    art: &Arc<Artifact>,
+    msga_texts: &[&str],
+    msga_gold: &[&str],
+) -> anyhow::Result<()> {
+    let Some(path) = realistic_set_path() else {
+        report.section("## Realistic requests\n\neval/sets/dispatch_realistic.jsonl not found: not measured.\n");
+        return Ok(());
+    };
+    let text = fs_err::read_to_string(&path)?;
+    let set: Vec<RealisticRequest> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
+        .collect::<anyhow::Result<_>>()?;
+    for r in &set {
+        anyhow::ensure!(catalogue.get(&r.dept).is_some(), "{}: department {} is not in the catalogue", r.id, r.dept);
+    }
+    let mut md = format!(
+        "## Realistic requests\n\n{} requests written for this project in citizens' own words ({} kinds of matter), each with the department the starter catalogue gives it; `dev` rows were looked at while changing the dispatcher, `report` rows were not.\n\n| dispatcher | part | rows | top-1 | top-3 | auto coverage | accuracy on auto | ECE |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
+        set.len(),
+        set.iter().map(|r| r.matter.as_str()).collect::<std::collections::BTreeSet<_>>().len()
+    );
+    let mut reliability = String::new();
+    let mut misses = String::new();
+    let mut sweep = String::from("\n### Duty-match settings (chosen on the dev part and MSGABench; the report part was not looked at)\n\n| setting | dev top-1 | dev auto coverage | dev accuracy on auto | MSGABench top-1 | MSGABench auto coverage | MSGABench accuracy on auto |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let deployed = DispatchConfig::default();
+    let mut variants: Vec<(String, DispatchConfig, Option<String>)> = vec![
+        ("deployed (duty match)".into(), deployed.clone(), Some("dispatch.realistic".into())),
+        ("duty match off (before)".into(), DispatchConfig { duty_match_min_chars: 0.0, auto_alone_min: 0.0, ..deployed.clone() }, Some("dispatch.realistic.no_duty_match".into())),
+    ];
+    // The sweep the deployed values were chosen from (on the dev part and MSGABench only).
+    for min_chars in [2.0f32, 3.0] {
+        for below in [1.0f32, 0.9, 0.8] {
+            for alone in [0.0f32, 0.95, 0.98, 2.0] {
+                variants.push((
+                    format!("sweep: keywords ≥ {min_chars} chars, model below {below}, auto without a keyword from {alone}"),
+                    DispatchConfig { duty_match_min_chars: min_chars, duty_match_model_below: below, auto_alone_min: alone, ..deployed.clone() },
+                    None,
+                ));
+            }
+        }
+    }
+    for (label, config, prefix) in &variants {
+        let duty = prefix.as_deref() == Some("dispatch.realistic");
+        let prefix = prefix.clone().unwrap_or_default();
+        let d = Dispatcher::new(catalogue.clone(), rules.to_vec(), Some(art.clone()), config.clone())?;
+        let mut msga = Vec::new();
+        for chunk in msga_texts.chunks(256) {
+            msga.extend(d.suggest_many(chunk, &[], &vec![Vec::new(); chunk.len()])?);
+        }
+        let m_n = msga.len().max(1) as f64;
+        let m_right = |i: usize| msga[i].lead.as_ref().is_some_and(|l| l.dept == msga_gold[i]);
+        let m_auto: Vec<usize> = (0..msga.len()).filter(|&i| msga[i].bucket == Bucket::Auto).collect();
+        let m_top1 = (0..msga.len()).filter(|&i| m_right(i)).count() as f64 / m_n;
+        let m_cov = m_auto.len() as f64 / m_n;
+        let m_acc = if m_auto.is_empty() { 0.0 } else { m_auto.iter().filter(|&&i| m_right(i)).count() as f64 / m_auto.len() as f64 };
+        let mut dev_cells = String::new();
+        for part in ["dev", "report"] {
+            // Settings are chosen on the dev part: the sweep never reads the report part.
+            if prefix.is_empty() && part == "report" {
+                continue;
+            }
+            let rows: Vec<&RealisticRequest> = set.iter().filter(|r| r.split == part).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+            let sugg = d.suggest_many(&texts, &[], &vec![Vec::new(); texts.len()])?;
+            let n = rows.len() as f64;
+            let right = |i: usize| sugg[i].lead.as_ref().is_some_and(|l| l.dept == rows[i].dept);
+            let top1 = (0..rows.len()).filter(|&i| right(i)).count() as f64 / n;
+            let top3 = (0..rows.len()).filter(|&i| sugg[i].candidates.iter().take(3).any(|c| c.dept == rows[i].dept)).count() as f64 / n;
+            let auto: Vec<usize> = (0..rows.len()).filter(|&i| sugg[i].bucket == Bucket::Auto).collect();
+            let coverage = auto.len() as f64 / n;
+            let auto_acc = if auto.is_empty() { 0.0 } else { auto.iter().filter(|&&i| right(i)).count() as f64 / auto.len() as f64 };
+            let points: Vec<(f32, bool)> = (0..rows.len()).map(|i| (sugg[i].lead.as_ref().map_or(0.0, |l| l.confidence), right(i))).collect();
+            let (ece, bins) = calibration(&points);
+            let name = |m: &str| if part == "report" { format!("{prefix}.{m}") } else { format!("{prefix}.dev.{m}") };
+            if !prefix.is_empty() {
+                report.metric(name("top1"), top1);
+                report.metric(name("top3"), top3);
+                report.metric(name("coverage"), coverage);
+                report.metric(name("auto_accuracy"), auto_acc);
+                report.metric(name("ece"), ece);
+            }
+            if !prefix.is_empty() {
+                md.push_str(&format!("| {label} | {part} | {} | {} | {} | {} | {} | {:.3} |\n", rows.len(), pct(top1), pct(top3), pct(coverage), if auto.is_empty() { "–".into() } else { pct(auto_acc) }, ece));
+            }
+            if part == "dev" {
+                dev_cells = format!("{} | {} | {}", pct(top1), pct(coverage), if auto.is_empty() { "–".into() } else { pct(auto_acc) });
+            }
+            if duty && part == "report" {
+                reliability.push_str("\n### Reliability of the lead's confidence (deployed, report part)\n\n| confidence | rows | mean confidence | accuracy |\n|---|---:|---:|---:|\n");
+                for (lo, hi, k, conf, acc) in bins {
+                    reliability.push_str(&format!("| {lo:.1}-{hi:.1} | {k} | {conf:.2} | {} |\n", pct(acc)));
+                }
+                misses.push_str("\n### Misses on the report part (deployed)\n\n| id | matter | expected | lead | confidence | bucket | decided by |\n|---|---|---|---|---:|---|---|\n");
+                for i in (0..rows.len()).filter(|&i| !right(i)) {
+                    let lead = sugg[i].lead.as_ref();
+                    misses.push_str(&format!(
+                        "| {} | {} | {} | {} | {} | {} | {} |\n",
+                        rows[i].id,
+                        rows[i].matter,
+                        rows[i].dept,
+                        lead.map_or("–", |l| l.dept.as_str()),
+                        lead.map_or("–".into(), |l| format!("{:.2}", l.confidence)),
+                        sugg[i].bucket.as_str(),
+                        sugg[i].decided_by
+                    ));
+                }
+            }
+        }
+        sweep.push_str(&format!("| {label} | {dev_cells} | {} | {} | {} |\n", pct(m_top1), pct(m_cov), pct(m_acc)));
+    }
+    md.push_str(&sweep);
+    md.push_str(&reliability);
+    md.push_str(&misses);
+    report.section(md);
+    Ok(())
 }
 
 /// `callback`: agreement with the STC-3 annotators.

@@ -114,11 +114,21 @@ pub struct DispatchConfig {
     pub keyword_weight: f32,
     /// Weight of similar past tickets when blended with the model (0..1).
     pub case_weight: f32,
+    /// Catalogue keywords of at least this many characters in all are an explicit duty match:
+    /// the lead is then one of the departments they name, whatever the model prefers, and the
+    /// ticket is dispatched automatically only when the model agrees. 0 turns this off.
+    pub duty_match_min_chars: f32,
+    /// ... unless the model's first choice is at least this sure (1 = the duty match always
+    /// leads). Chosen on the written requests' dev part (`zhengwu eval dispatch`).
+    pub duty_match_model_below: f32,
+    /// Without a catalogue keyword naming the lead, dispatch automatically only when the model
+    /// is at least this sure (0 = the model's confidence alone decides, above 1 = never).
+    pub auto_alone_min: f32,
 }
 
 impl Default for DispatchConfig {
     fn default() -> Self {
-        DispatchConfig { auto_threshold: 0.75, review_threshold: 0.4, co_handler_threshold: 0.25, keyword_weight: 0.15, case_weight: 0.15 }
+        DispatchConfig { auto_threshold: 0.75, review_threshold: 0.4, co_handler_threshold: 0.25, keyword_weight: 0.15, case_weight: 0.15, duty_match_min_chars: 2.0, duty_match_model_below: 0.9, auto_alone_min: 0.98 }
     }
 }
 
@@ -127,6 +137,9 @@ impl DispatchConfig {
         let ok = |x: f32| (0.0..=1.0).contains(&x);
         if !(ok(self.auto_threshold) && ok(self.review_threshold) && ok(self.co_handler_threshold) && ok(self.keyword_weight) && ok(self.case_weight)) {
             return Err("dispatch thresholds and weights must be within 0..1".into());
+        }
+        if !(self.duty_match_min_chars >= 0.0 && self.duty_match_min_chars.is_finite()) {
+            return Err("duty_match_min_chars must be 0 or more".into());
         }
         if self.review_threshold > self.auto_threshold {
             return Err(format!("review_threshold {} is above auto_threshold {}", self.review_threshold, self.auto_threshold));
@@ -308,16 +321,36 @@ impl Dispatcher {
                     }
                 }
             }
+            // An explicit duty match outranks the model. The model learned one dataset's wording
+            // and leans to its frequent departments on requests unlike its rows (a broken street
+            // light went to 市应急管理局 at 0.69); the catalogue is what the deployment says.
+            let model_top_confidence = model_out.as_ref().and_then(|mo| mo[i].iter().find(|r| !exclude.contains(&r.label))).map_or(0.0, |r| r.confidence);
+            let duty_matched: Vec<usize> = if self.config.duty_match_min_chars > 0.0 && model_top_confidence < self.config.duty_match_model_below {
+                hits.iter()
+                    .filter(|h| !exclude.contains(&h.dept) && h.score >= self.config.duty_match_min_chars)
+                    .filter_map(|h| index(&h.dept))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut order: Vec<usize> = (0..depts.len()).filter(|&j| p[j] > 0.0).collect();
-            order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then_with(|| a.cmp(&b)));
+            order.sort_by(|&a, &b| {
+                duty_matched.contains(&b).cmp(&duty_matched.contains(&a)).then_with(|| p[b].total_cmp(&p[a])).then_with(|| a.cmp(&b))
+            });
             let candidates: Vec<Candidate> = order.iter().take(5).map(|&j| self.candidate(&depts[j], p[j])).collect();
-            let decided_by = if has_model { "model" } else if !candidates.is_empty() { "keywords" } else { "none" };
+            let model_top: Option<&str> = model_out.as_ref().and_then(|mo| mo[i].iter().find(|r| !exclude.contains(&r.label))).map(|r| r.label.as_str());
+            // The evidence disagrees when a duty match overrode the model's first choice.
+            let overridden = has_model && candidates.first().is_some_and(|c| Some(c.dept.as_str()) != model_top) && !duty_matched.is_empty();
+            let lead_has_duty_match = candidates.first().is_some_and(|c| hits.iter().any(|h| h.dept == c.dept));
+            let decided_by = if overridden { "keywords" } else if has_model { "model" } else if !candidates.is_empty() { "keywords" } else { "none" };
             let (lead, bucket) = match candidates.first() {
                 None => (None, Bucket::Human),
                 Some(c) => {
                     let mut b = self.bucket(c.confidence);
-                    // Keyword and case evidence alone is not calibrated: never fully automatic.
-                    if !has_model && b == Bucket::Auto {
+                    // Keyword and case evidence alone is not calibrated, and evidence that
+                    // disagrees is not automatic either: a person confirms.
+                    let uncorroborated = !lead_has_duty_match && model_top_confidence < self.config.auto_alone_min;
+                    if (!has_model || overridden || uncorroborated) && b == Bucket::Auto {
                         b = Bucket::Review;
                     }
                     (Some(c.clone()), b)
