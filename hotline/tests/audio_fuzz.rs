@@ -184,7 +184,7 @@ struct MsbBits {
 impl MsbBits {
     fn put(&mut self, v: u64, bits: u32) {
         for i in (0..bits).rev() {
-            if self.n.is_multiple_of(8) {
+            if self.n % 8 == 0 {
                 self.out.push(0);
             }
             if (v >> i) & 1 == 1 {
@@ -439,7 +439,7 @@ struct Bits {
 impl Bits {
     fn put(&mut self, v: u64, bits: u32) {
         for i in 0..bits {
-            if self.n.is_multiple_of(8) {
+            if self.n % 8 == 0 {
                 self.out.push(0);
             }
             if (v >> i) & 1 == 1 {

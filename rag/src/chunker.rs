@@ -10,22 +10,32 @@
 //!
 //! Headings form the section path of the paragraphs under them. Paragraphs of one section are
 //! packed into chunks of at most `max_chars` characters, cut preferably where a paragraph ends,
-//! else after sentence punctuation (。！？；), else (a very long sentence) at the budget. Two
+//! else after sentence punctuation (。！？；), else (a very long sentence) at the budget. A tail
+//! shorter than `min_chars` is merged into the chunk before it, which can then run up to
+//! `max_chars + min_chars` characters (see [`ChunkerConfig`] for the effective values). Two
 //! neighbouring chunks of one section share up to `overlap_chars` characters of whole sentences.
-//! Chunks never cross a heading. Every chunk is a contiguous span of the input: its `start..end`
-//! character offsets index `text.chars()`, so a citation can point at the exact source text.
+//! Chunks never cross a heading. Every chunk is a contiguous, non-empty span of the input: its
+//! `start..end` character offsets index `text.chars()`, so a citation can point at the exact
+//! source text. Every non-blank character that is not part of a heading lies in some chunk.
+//!
+//! Any input is accepted (no panics); time and memory are linear in its length. Heading labels
+//! are bounded ([`MAX_HEADING_CHARS`], [`MAX_ORDINAL_DIGITS`]) because every chunk under a
+//! heading carries a copy of it: a `#` line longer than that is a paragraph, not a heading.
 //!
 //! Running text with no line breaks (common in scraped notices) is handled too: numbered
 //! markers that follow sentence punctuation (`。二、加强...`) are recognised inline as headings.
 
 use serde::{Deserialize, Serialize};
 
-/// Size budget and overlap, in characters.
+/// Size budget and overlap, in characters. [`chunk`] takes `max_chars` as at least 20, and
+/// `overlap_chars` and `min_chars` as at most half of that budget, so a chunk has at most
+/// `max(max_chars, 20) + min(min_chars, max(max_chars, 20) / 2)` characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerConfig {
     pub max_chars: usize,
     pub overlap_chars: usize,
-    /// Chunks shorter than this are merged into the next chunk of the same section when possible.
+    /// A chunk shorter than this is merged into the chunk before it (same section, no overlap
+    /// between them) when the two together have at most `max_chars + min_chars` characters.
     pub min_chars: usize,
 }
 
@@ -54,6 +64,14 @@ impl Chunk {
         self.section.join(" > ")
     }
 }
+
+/// The longest Markdown heading (in characters) taken as a heading; a longer `#` line is a
+/// paragraph. Its label is copied into every chunk under it, so it must be bounded.
+pub const MAX_HEADING_CHARS: usize = 120;
+
+/// The most numerals in `第…条` / `第…章` (`第一千二百三十四条` has 7); longer runs are not
+/// ordinals (and would make unbounded labels).
+pub const MAX_ORDINAL_DIGITS: usize = 10;
 
 const CN_DIGITS: &str = "零〇一二三四五六七八九十百千两0123456789０１２３４５６７８９";
 
@@ -88,6 +106,9 @@ fn ordinal_unit(chars: &[char], i: usize) -> Option<(char, usize)> {
     let mut j = i + 1;
     while j < chars.len() && is_cn_num(chars[j]) {
         j += 1;
+        if j - (i + 1) > MAX_ORDINAL_DIGITS {
+            return None;
+        }
     }
     if j == i + 1 || j >= chars.len() {
         return None;
@@ -152,7 +173,10 @@ fn classify(chars: &[char], s: usize, e: usize, in_article: bool) -> LineKind {
     let line = &chars[s..e];
     // Markdown heading.
     let hashes = line.iter().take_while(|c| **c == '#').count();
-    if (1..=6).contains(&hashes) && line.get(hashes).is_some_and(|c| c.is_whitespace()) {
+    if (1..=6).contains(&hashes)
+        && line.get(hashes).is_some_and(|c| c.is_whitespace())
+        && line.len() <= MAX_HEADING_CHARS
+    {
         let (ls, le) = trim_span(chars, s + hashes, e);
         return LineKind::Heading { rank: hashes as u8, label: collect(chars, ls, le) };
     }
@@ -192,6 +216,10 @@ struct Unit {
     path: Vec<String>,
     /// `第五条` / `第五条第二款` when inside an article.
     article: Option<String>,
+    /// How many headings came before it: units of one section between the same two headings
+    /// share it, so a chunk (packed from one such run) never crosses a heading, even when two
+    /// headings have the same label.
+    heading_seq: usize,
 }
 
 /// Split running text into logical lines: real line breaks, plus inline numbered headings
@@ -238,6 +266,7 @@ fn inline_heading_end(chars: &[char], s: usize, e: usize) -> Option<usize> {
 fn units(chars: &[char]) -> Vec<Unit> {
     let mut path: Vec<(u8, String)> = Vec::new();
     let mut article: Option<(String, usize)> = None; // label, 款 count
+    let mut heading_seq = 0;
     let mut out = Vec::new();
     for (ls, le) in logical_lines(chars) {
         let (s, e) = trim_span(chars, ls, le);
@@ -255,6 +284,7 @@ fn units(chars: &[char]) -> Vec<Unit> {
                     path.pop();
                 }
                 path.push((rank, collect(chars, s, w)));
+                heading_seq += 1;
                 s = trim_span(chars, w, e).0;
                 kind = LineKind::Body;
             }
@@ -265,6 +295,7 @@ fn units(chars: &[char]) -> Vec<Unit> {
                     path.pop();
                 }
                 path.push((rank, label));
+                heading_seq += 1;
                 article = None;
             }
             LineKind::Article { label } => {
@@ -274,6 +305,7 @@ fn units(chars: &[char]) -> Vec<Unit> {
                     end: e,
                     path: path.iter().map(|(_, l)| l.clone()).collect(),
                     article: Some(label),
+                    heading_seq,
                 });
             }
             LineKind::Body => {
@@ -287,7 +319,13 @@ fn units(chars: &[char]) -> Vec<Unit> {
                     }
                     None => None,
                 };
-                out.push(Unit { start: s, end: e, path: path.iter().map(|(_, l)| l.clone()).collect(), article: label });
+                out.push(Unit {
+                    start: s,
+                    end: e,
+                    path: path.iter().map(|(_, l)| l.clone()).collect(),
+                    article: label,
+                    heading_seq,
+                });
             }
         }
     }
@@ -340,7 +378,7 @@ fn sentences(chars: &[char], s: usize, e: usize, max: usize, unit: usize, out: &
             while j < e && (is_sentence_end(chars[j]) || is_closer(chars[j])) {
                 j += 1;
             }
-            push_bounded(start, j, max, unit, out);
+            push_bounded(chars, start, j, max, unit, out);
             // Skip spaces between sentences so pieces start on text.
             while j < e && chars[j].is_whitespace() {
                 j += 1;
@@ -352,21 +390,28 @@ fn sentences(chars: &[char], s: usize, e: usize, max: usize, unit: usize, out: &
         }
     }
     if start < e {
-        push_bounded(start, e, max, unit, out);
+        push_bounded(chars, start, e, max, unit, out);
     }
     if out.len() > first {
         out.last_mut().expect("piece").unit_end = true;
     }
 }
 
-fn push_bounded(s: usize, e: usize, max: usize, unit: usize, out: &mut Vec<Piece>) {
+/// Pieces of at most `max` characters covering `s..e`; a hard cut leaves no piece starting or
+/// ending with whitespace (nor one of whitespace only, which would make a blank chunk).
+fn push_bounded(chars: &[char], s: usize, e: usize, max: usize, unit: usize, out: &mut Vec<Piece>) {
     let mut a = s;
-    while e - a > max {
-        out.push(Piece { start: a, end: a + max, unit, unit_end: false });
-        a += max;
-    }
-    if a < e {
-        out.push(Piece { start: a, end: e, unit, unit_end: false });
+    loop {
+        while a < e && chars[a].is_whitespace() {
+            a += 1;
+        }
+        if a >= e {
+            break;
+        }
+        let cut = if e - a > max { a + max } else { e };
+        let (start, end) = trim_span(chars, a, cut);
+        out.push(Piece { start, end, unit, unit_end: false });
+        a = cut;
     }
 }
 
@@ -374,14 +419,15 @@ fn push_bounded(s: usize, e: usize, max: usize, unit: usize, out: &mut Vec<Piece
 pub fn chunk(text: &str, cfg: &ChunkerConfig) -> Vec<Chunk> {
     let max = cfg.max_chars.max(20);
     let overlap = cfg.overlap_chars.min(max / 2);
+    let min = cfg.min_chars.min(max / 2);
     let chars: Vec<char> = text.chars().collect();
     let units = units(&chars);
     let mut chunks = Vec::new();
-    // Group consecutive units by section path.
+    // Group consecutive units of one section (no heading between them).
     let mut g = 0;
     while g < units.len() {
         let mut h = g + 1;
-        while h < units.len() && units[h].path == units[g].path {
+        while h < units.len() && units[h].heading_seq == units[g].heading_seq {
             h += 1;
         }
         let group = &units[g..h];
@@ -389,7 +435,7 @@ pub fn chunk(text: &str, cfg: &ChunkerConfig) -> Vec<Chunk> {
         for (k, u) in group.iter().enumerate() {
             sentences(&chars, u.start, u.end, max, k, &mut pieces);
         }
-        pack(&chars, group, &pieces, max, overlap, cfg.min_chars, &mut chunks);
+        pack(&chars, group, &pieces, max, overlap, min, &mut chunks);
         g = h;
     }
     for (i, c) in chunks.iter_mut().enumerate() {
@@ -407,7 +453,10 @@ fn pack(
     min: usize,
     out: &mut Vec<Chunk>,
 ) {
+    // Only chunks of this group may take a tiny tail (another group is another section).
+    let first_chunk = out.len();
     let mut a = 0; // first piece of the current chunk
+    let mut fresh = 0; // first piece not in the chunk before: the current one must take it
     while a < pieces.len() {
         // Extend greedily while the span fits.
         let mut b = a; // last piece included
@@ -416,7 +465,7 @@ fn pack(
         }
         // Prefer to end where a paragraph ends, if that keeps at least half the budget.
         if b + 1 < pieces.len() && !pieces[b].unit_end {
-            if let Some(k) = (a..b).rev().find(|&k| pieces[k].unit_end) {
+            if let Some(k) = (a.max(fresh)..b).rev().find(|&k| pieces[k].unit_end) {
                 if pieces[k].end - pieces[a].start >= max / 2 {
                     b = k;
                 }
@@ -434,7 +483,7 @@ fn pack(
             (Some(x), None) | (None, Some(x)) => section.push(x.clone()),
             (None, None) => {}
         }
-        let merged = if end - start < min {
+        let merged = if end - start < min && out.len() > first_chunk {
             out.last_mut().filter(|prev: &&mut Chunk| {
                 prev.section == section && end - prev.start <= max + min && prev.end <= start
             })
@@ -451,9 +500,14 @@ fn pack(
             break;
         }
         // Next chunk starts with the trailing sentences of this one that fit in `overlap`,
-        // but always makes progress.
+        // but always makes progress: it starts after this one and takes at least the next piece
+        // (an overlap that left no room for it made a chunk inside this one, again and again).
+        fresh = b + 1;
         let mut next = b + 1;
-        while next - 1 > a && pieces[b].end - pieces[next - 1].start <= overlap {
+        while next - 1 > a
+            && pieces[b].end - pieces[next - 1].start <= overlap
+            && pieces[b + 1].end - pieces[next - 1].start <= max
+        {
             next -= 1;
         }
         a = next;

@@ -71,7 +71,9 @@ pub struct IntelService {
     /// (`ZHENGWU_SECOND_OPINION_BELOW`, default 0 = never).
     pub second_opinion_below: f32,
     /// The last hot-spot computation per range of days (see [`HOTSPOT_REUSE`]).
-    hot_reuse: tokio::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, Arc<HotResult>)>>,
+    hot_reuse: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, Arc<HotResult>)>>,
+    /// Held while hot spots are computed: one computation at a time.
+    hot_computing: tokio::sync::Mutex<()>,
 }
 
 /// Prometheus collectors of the hotline intelligence (register them with the server's registry).
@@ -242,6 +244,7 @@ impl IntelService {
             // Off unless configured: with the 0.5B model the second opinion gave no gain on the
             // unsure rows of any classifier (`zhengwu eval classify --second-opinion 40`).
             hot_reuse: Default::default(),
+            hot_computing: Default::default(),
             second_opinion_below: std::env::var("ZHENGWU_SECOND_OPINION_BELOW").ok().and_then(|v| v.parse().ok()).filter(|v: &f32| (0.0..=1.0).contains(v)).unwrap_or(0.0),
         })
     }
@@ -498,18 +501,40 @@ async fn hot(State(svc): State<Arc<IntelService>>, q: Result<Query<HotParams>, Q
         return Err(HttpError::invalid("days", "1..=366"));
     }
     let limit = p.limit.unwrap_or(20).min(100);
-    // One computation at a time: concurrent requests wait here (asynchronously) and reuse it.
-    let mut reuse = svc.hot_reuse.lock().await;
-    let fresh = reuse.get(&days).filter(|(at, _)| at.elapsed() < HOTSPOT_REUSE).map(|(_, r)| r.clone());
-    let r = match fresh {
-        Some(r) => r,
-        None => {
-            let r = Arc::new(compute_hot(&svc, days).await?);
-            reuse.insert(days, (std::time::Instant::now(), r.clone()));
+    let cached = move |svc: &IntelService| svc.hot_reuse.lock().ok().and_then(|m| m.get(&days).cloned());
+    let r = match cached(&svc) {
+        Some((at, r)) => {
+            // A stale answer is served at once and refreshed in the background: under load a
+            // computation takes minutes, and dashboards must not wait for it.
+            if at.elapsed() >= HOTSPOT_REUSE {
+                let svc = svc.clone();
+                tokio::spawn(async move {
+                    let Ok(_one) = svc.hot_computing.try_lock() else { return };
+                    if cached(&svc).is_some_and(|(at, _)| at.elapsed() < HOTSPOT_REUSE) {
+                        return;
+                    }
+                    match compute_hot(&svc, days).await {
+                        Ok(r) => {
+                            store_hot(&svc, days, r);
+                        }
+                        Err(e) => tracing::warn!(error = ?e, "refreshing hot spots failed"),
+                    }
+                });
+            }
             r
         }
+        None => {
+            // The first answer for this range: computed once, concurrent requests wait for it.
+            let _one = svc.hot_computing.lock().await;
+            match cached(&svc) {
+                Some((_, r)) => r,
+                None => {
+                    let r = compute_hot(&svc, days).await?;
+                    store_hot(&svc, days, r)
+                }
+            }
+        }
     };
-    drop(reuse);
     Ok(Json(json!({
         "tickets": r.tickets,
         "sampled": r.sampled,
@@ -517,6 +542,14 @@ async fn hot(State(svc): State<Arc<IntelService>>, q: Result<Query<HotParams>, Q
         "computed_at": r.computed_at,
         "clusters": r.clusters.iter().take(limit).collect::<Vec<_>>(),
     })))
+}
+
+fn store_hot(svc: &IntelService, days: i64, r: HotResult) -> Arc<HotResult> {
+    let r = Arc::new(r);
+    if let Ok(mut m) = svc.hot_reuse.lock() {
+        m.insert(days, (std::time::Instant::now(), r.clone()));
+    }
+    r
 }
 
 /// Read the range page by page (newest first, up to [`HOTSPOT_MAX_TICKETS`]), then featurize and
