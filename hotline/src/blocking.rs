@@ -49,9 +49,10 @@ impl CpuPool {
                     self.waiting.fetch_sub(1, Ordering::SeqCst);
                     return Err(PoolError::Overloaded(self.max_waiting));
                 }
-                let p = self.slots.clone().acquire_owned().await;
-                self.waiting.fetch_sub(1, Ordering::SeqCst);
-                p.map_err(|e| PoolError::Crashed(e.to_string()))?
+                // Uncounted on drop: a request whose client goes away stops waiting here, and a
+                // count left behind would refuse everyone once it reached the bound.
+                let _waiting = Waiting(&self.waiting);
+                self.slots.clone().acquire_owned().await.map_err(|e| PoolError::Crashed(e.to_string()))?
             }
         };
         // The permit moves into the job: a caller that goes away does not free the slot while
@@ -62,6 +63,15 @@ impl CpuPool {
         })
         .await
         .map_err(|e| PoolError::Crashed(e.to_string()))
+    }
+}
+
+/// One waiting job, uncounted when dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -94,5 +104,33 @@ mod tests {
         assert!(running.await.unwrap().is_ok());
         assert_eq!(queued.await.unwrap().unwrap(), 7);
         assert_eq!(pool.run(|| 3).await.unwrap(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_that_goes_away_frees_its_place() {
+        let pool = Arc::new(CpuPool::new(1, 1));
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let running = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || rx.recv().ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A waiter whose client disconnects (its future is dropped) ...
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(|| 1).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waiter.abort();
+        let _ = waiter.await;
+        // ... leaves its place to the next one.
+        let next = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(|| 2).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send(()).unwrap();
+        assert!(running.await.unwrap().is_ok());
+        assert_eq!(next.await.unwrap().unwrap(), 2, "the abandoned waiter still counted");
     }
 }
