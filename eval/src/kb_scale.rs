@@ -23,33 +23,7 @@ use crate::EvalArgs;
 const DIM: usize = 384;
 const QUERIES: usize = 200;
 
-/// A small deterministic generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// A random unit vector (Box-Muller normals, then L2-normalised).
-    fn unit(&mut self, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim)
-            .map(|_| {
-                let u1 = ((self.next() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-                let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-                ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-            })
-            .collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        v.iter_mut().for_each(|x| *x /= n);
-        v
-    }
-}
+use crate::rng::Rng;
 
 /// The `key` string of every line of a JSONL file.
 fn texts(path: &std::path::Path, key: &str) -> anyhow::Result<Vec<String>> {

@@ -11,6 +11,7 @@ pub mod kb_scale;
 pub mod llm_speed;
 pub mod rag;
 pub mod report;
+mod rng;
 pub mod soak;
 
 use std::path::PathBuf;
