@@ -212,7 +212,11 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
                 &name,
                 zhengwu_inference::llm::EngineOptions { max_context: settings.max_context, ..Default::default() },
             )?;
-            let answerer = Answerer { kb, generator: Arc::new(generator), config: Default::default() };
+            let lexicon = match zhengwu_rag::http::RagConfig::lexicon_dir_from_env(&zhengwu_rag::http::RagConfig::docs_dir_from_env()) {
+                Some(d) => zhengwu_rag::understand::Lexicon::load(&d)?,
+                None => zhengwu_rag::understand::Lexicon::default(),
+            };
+            let answerer = Answerer { kb, generator: Arc::new(generator), config: Default::default(), lexicon: Arc::new(lexicon) };
             let answer = answerer.ask_blocking(&AskRequest {
                 question: question.clone(),
                 filter: KbFilter::default(),

@@ -1,5 +1,5 @@
-// zhengwu 政务 — citizen page: grounded Q&A over SSE with citations, 提交诉求 (pre-filled by the
-// co-pilot), and ticket look-up.
+// zhengwu 政务 — citizen page: grounded Q&A over SSE with citations, service requests drafted
+// in the chat, 提交诉求 (pre-filled by the co-pilot or the chat's draft), and ticket look-up.
 'use strict';
 
 (function () {
@@ -10,6 +10,8 @@
 
   const asked = []; // the citizen's own messages, in order
   let draftCategory = [];
+  let submitOpener = null; // the button that opened 提交诉求: 取消 gives focus back to it
+  let fillSeq = 0; // each opening of 提交诉求 counts, so a late co-pilot draft cannot overwrite a newer one
 
   // ---------- chat ----------
 
@@ -93,8 +95,92 @@
     return msg;
   }
 
-  // One bot answer: streamed text, then citations/hand-off, then the AI label.
-  function botMessage() {
+  // The answer text without its leading 【安全提示】 paragraph (shown in its own alert box).
+  function withoutAdvice(text) {
+    return text.replace(/^\s*【安全提示】[\s\S]*?\n[ \t]*\n\s*/, '');
+  }
+
+  function safetyAdvice(advice) {
+    return el('div', { class: 'safety-advice', role: 'alert' },
+      el('h3', { text: '安全提示' }),
+      el('p', { text: advice }));
+  }
+
+  // The service request the server drafted from the message: what the ticket would say, and
+  // 核对并提交 to open the form with it (no co-pilot call: the draft is already here).
+  function requestDraft(request, question) {
+    const form = request.form && typeof request.form === 'object' ? request.form : {};
+    const t = form.ticket && typeof form.ticket === 'object' ? form.ticket : {};
+    const addr = t.address && typeof t.address === 'object' ? t.address : {};
+    const category = Array.isArray(t.category) ? t.category.filter((c) => typeof c === 'string' && c.trim()) : [];
+    const dept = request.department && typeof request.department.name === 'string' && request.department.name
+      ? request.department.name : '';
+    const where = [addr.district, addr.text].filter((x) => typeof x === 'string' && x.trim());
+    // The district is often already part of the address text; do not say it twice.
+    const address = where.length === 2 && where[1].includes(where[0]) ? where[1] : where.join(' ');
+
+    const fields = el('dl', { class: 'kv' });
+    const row = (k, v, cls) => fields.append(el('dt', { text: k }), el('dd', { class: cls, text: v }));
+    row('类型', label(TYPES, t.request_type) || '待确认');
+    if (category.length) row('分类', category.join(' / '));
+    row('地址', address || '请补充', address ? null : 'missing');
+    row('摘要', t.summary || question);
+    // The department is the system's first judgement; the agent who dispatches decides.
+    row('建议承办部门', dept ? `${dept} · 系统初判` : '由工作人员派单');
+    if (request.urgent) row('紧急程度', '紧急（安全隐患）', 'urgent');
+
+    const actions = el('div', { class: 'actions' });
+    const review = el('button', {
+      type: 'button', class: 'btn', text: '核对并提交', 'aria-label': '核对并提交诉求单',
+      on: { click: () => openDraft(t, question, review) },
+    });
+    const decline = el('button', {
+      type: 'button', class: 'btn btn-quiet', text: '不用了', 'aria-label': '不用了，暂不提交诉求单',
+      on: {
+        click: () => {
+          actions.hidden = true;
+          // The buttons are gone; the citizen goes on asking.
+          $('#question').focus();
+        },
+      },
+    });
+    actions.append(review, decline);
+    return el('section', { class: 'request-draft', 'aria-label': '诉求单草稿' },
+      el('h3', { text: '诉求单草稿' }), fields, actions);
+  }
+
+  // A service request without a draft (the hotline is not configured, or drafting failed):
+  // the usual form, pre-filled by the co-pilot from the conversation.
+  function fillRequestButton() {
+    const btn = el('button', { type: 'button', class: 'btn', text: '填写诉求单' });
+    btn.addEventListener('click', busy(btn, $('#submit-error'), () => openWithCopilot(btn)));
+    return el('div', { class: 'actions msg-actions' }, btn);
+  }
+
+  function lookupButton() {
+    return el('div', { class: 'actions msg-actions' }, el('button', {
+      type: 'button', class: 'btn btn-secondary', text: '查看我的工单',
+      on: {
+        click: () => {
+          const sec = $('#lookup-section');
+          sec.scrollIntoView({ block: 'start' });
+          sec.focus({ preventScroll: true });
+        },
+      },
+    }));
+  }
+
+  // The generic 转人工 box: for answers that could not be given. A service request has its
+  // draft card instead, a status answer its look-up button, small talk needs none, and a
+  // harmful request's refusal already says why it is refused.
+  function showsHandoff(kind, ev) {
+    if (!ev.handoff) return false;
+    if (kind === 'service_request' || kind === 'status' || kind === 'small_talk') return false;
+    return !(kind === 'refusal' && ev.refusal_reason === 'harmful');
+  }
+
+  // One bot answer: streamed text, then citations/hand-off (or the kind's own parts), then the AI label.
+  function botMessage(question) {
     const msg = addMessage('bot');
     msg.setAttribute('aria-label', '智能助手的回答');
     msg.setAttribute('aria-busy', 'true');
@@ -110,11 +196,27 @@
         st.text += t;
         body.textContent = st.text;
       },
+      // `ev` is the whole answer object (the SSE `citations` event, or the JSON body).
       final(ev) {
         typing.remove();
         if ((ev.replaced || !st.text) && typeof ev.answer === 'string') st.text = ev.answer;
         st.citations = Array.isArray(ev.citations) ? ev.citations : [];
-        renderAnswer(body, st.text, st.citations);
+        // An older server sends no kind: its answers were generated ones.
+        const kind = typeof ev.kind === 'string' ? ev.kind : 'generated';
+        const request = kind === 'service_request' && ev.request && typeof ev.request === 'object' ? ev.request : null;
+        const advice = request && typeof request.advice === 'string' ? request.advice.trim() : '';
+        // The advice is shown once, in the alert box at the top, not again in the text.
+        renderAnswer(body, advice ? withoutAdvice(st.text) : st.text, st.citations);
+        if (kind === 'faq' && typeof ev.faq_question === 'string' && ev.faq_question.trim()) {
+          // A verbatim FAQ answer: the citizen sees which question it answers.
+          msg.insertBefore(el('p', { class: 'faq-question', text: `常见问题：${ev.faq_question.trim()}` }), body);
+        }
+        if (advice) msg.insertBefore(safetyAdvice(advice), msg.firstChild);
+        const g = ev.grounding;
+        const dropped = g && Array.isArray(g.dropped) ? g.dropped.length : 0;
+        if (kind === 'generated' && dropped > 0) {
+          msg.appendChild(el('p', { class: 'grounding-note', text: `（已删去 ${dropped} 句无法在资料中核实的内容）` }));
+        }
         if (st.citations.length) {
           const list = el('ol', { class: 'sources', 'aria-label': '参考资料' });
           for (const c of st.citations) {
@@ -123,7 +225,9 @@
           }
           msg.append(el('p', { class: 'sources-title', text: '参考资料：' }), list);
         }
-        if (ev.handoff) msg.appendChild(el('div', { class: 'handoff', role: 'note', text: HANDOFF_TEXT }));
+        if (kind === 'service_request') msg.appendChild(request ? requestDraft(request, question) : fillRequestButton());
+        else if (kind === 'status') msg.appendChild(lookupButton());
+        if (showsHandoff(kind, ev)) msg.appendChild(el('div', { class: 'handoff', role: 'note', text: HANDOFF_TEXT }));
       },
       done(ai) {
         typing.remove();
@@ -150,7 +254,7 @@
   async function ask(question) {
     addMessage('user', question);
     asked.push(question);
-    const bot = botMessage();
+    const bot = botMessage(question);
     let failed = null;
     try {
       let resp;
@@ -170,7 +274,7 @@
       if (type.includes('application/json')) {
         // A server that answered without streaming.
         const a = await resp.json();
-        bot.final({ answer: a.answer || '', replaced: true, citations: a.citations, handoff: a.handoff });
+        bot.final({ ...a, answer: typeof a.answer === 'string' ? a.answer : '', replaced: true });
         bot.done(a.ai_content);
       } else {
         let gotDone = false;
@@ -235,42 +339,73 @@
     $('#f-category').textContent = draftCategory.length ? `系统分类：${draftCategory.join(' / ')}` : '';
   }
 
+  // Show the 提交诉求 section, its form hidden until it is filled.
+  function beginSubmit(opener) {
+    submitOpener = opener;
+    fillSeq += 1;
+    $('#submit-section').hidden = false;
+    $('#ticket-created').hidden = true;
+    $('#submit-form').hidden = true;
+    showError($('#submit-error'), null);
+    $('#submit-section').scrollIntoView({ block: 'start' });
+    return fillSeq;
+  }
+
+  function showSubmitForm() {
+    $('#submit-form').hidden = false;
+    $('#f-summary').focus();
+  }
+
+  // 提交诉求 the usual way: the co-pilot drafts the form from everything asked so far.
+  async function openWithCopilot(opener) {
+    const seq = beginSubmit(opener);
+    const status = $('#submit-status');
+    const errBox = $('#submit-error');
+    if (asked.length) {
+      status.textContent = '正在根据您的对话生成工单草稿…';
+      try {
+        const r = await api('POST', '/api/copilot', { transcript: asked.join('\n'), channel: 'app' });
+        if (seq !== fillSeq) return;
+        fillForm(r && r.form ? r.form.ticket : null);
+        status.textContent = '';
+      } catch (err) {
+        if (seq !== fillSeq) return;
+        fillForm(null);
+        status.textContent = '';
+        showError(errBox, `自动填写失败（${err.message}），请手动填写。`);
+      }
+    } else {
+      fillForm(null);
+      status.textContent = '请填写您的诉求。';
+    }
+    showSubmitForm();
+  }
+
+  // 核对并提交 on a chat draft: the server already drafted the ticket from this message.
+  function openDraft(ticket, question, opener) {
+    beginSubmit(opener);
+    fillForm(ticket);
+    // The draft is of this one message, not the whole conversation.
+    if (!(ticket && typeof ticket.text === 'string' && ticket.text.trim())) $('#f-text').value = question;
+    $('#submit-status').textContent = '';
+    showSubmitForm();
+  }
+
   function setupSubmit() {
     const section = $('#submit-section');
     const form = $('#submit-form');
-    const status = $('#submit-status');
     const created = $('#ticket-created');
     const open = $('#open-submit');
     const errBox = $('#submit-error');
 
-    open.addEventListener('click', busy(open, errBox, async () => {
-      section.hidden = false;
-      created.hidden = true;
-      form.hidden = true;
-      showError(errBox, null);
-      section.scrollIntoView({ block: 'start' });
-      if (asked.length) {
-        status.textContent = '正在根据您的对话生成工单草稿…';
-        try {
-          const r = await api('POST', '/api/copilot', { transcript: asked.join('\n'), channel: 'app' });
-          fillForm(r && r.form ? r.form.ticket : null);
-          status.textContent = '';
-        } catch (err) {
-          fillForm(null);
-          status.textContent = '';
-          showError(errBox, `自动填写失败（${err.message}），请手动填写。`);
-        }
-      } else {
-        fillForm(null);
-        status.textContent = '请填写您的诉求。';
-      }
-      form.hidden = false;
-      $('#f-summary').focus();
-    }));
+    open.addEventListener('click', busy(open, errBox, () => openWithCopilot(open)));
 
     $('#cancel-submit').addEventListener('click', () => {
       section.hidden = true;
-      open.focus();
+      fillSeq += 1;
+      // Back to whichever button opened the form, while it is still there to take focus.
+      const back = submitOpener && submitOpener.isConnected && !submitOpener.closest('[hidden]') ? submitOpener : open;
+      back.focus();
     });
 
     const confirm = $('#confirm-submit');

@@ -5,6 +5,7 @@
 //! like `../shared/data`; later issues add their suites here and name their metrics.
 
 pub mod asr;
+pub mod citizen;
 pub mod finetune;
 pub mod intel;
 pub mod kb_scale;
@@ -87,6 +88,9 @@ pub struct EvalArgs {
     /// `soak` suite: mean think time between a client's requests in ms (uniform 0..2x); 0 = none.
     #[arg(long, default_value_t = 250)]
     pub think_ms: u64,
+    /// `citizen` suite: which part of eval/sets/citizen.jsonl to run: `dev`, `report` or `all`.
+    #[arg(long, default_value = "all")]
+    pub citizen_split: String,
     /// Internal: run one model's measurement in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: bool,
@@ -104,6 +108,7 @@ pub const SUITES: &[(&str, &str)] = &[
     ("hotspots", "hot-spot clusters of messages/ with votes and time"),
     ("finetune", "fine-tuned reply drafting: ROUGE-L, format, refusals of base vs base + LoRA adapter (messages/)"),
     ("copilot", "agent co-pilot: latency per transcript update (knowledge, classification, form, dispatch)"),
+    ("citizen", "citizen chat on our written set: correct, confidently wrong, near-miss refusal, service requests, FAQ precision"),
     ("soak", "soak: mixed HTTP traffic from --clients for --duration-secs; 5xx, lost tickets, RSS growth, /health p99"),
 ];
 
@@ -132,6 +137,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<()> {
         "copilot" => intel::run_copilot(args)?,
         "finetune" => finetune::run(args)?,
         "soak" => soak::run(args)?,
+        "citizen" => citizen::run(args)?,
         other => bail!("unknown suite `{other}`; run `zhengwu eval` to list them"),
     };
     report.write(&out)?;

@@ -422,7 +422,12 @@ fn answer_metrics(
         config.coverage_threshold = g.coverage;
         config.coverage_weight = g.weight;
     }
-    let answerer = Answerer { kb, generator: Arc::new(engine), config };
+    // The starter knowledge base's lists without its entities (they name starter documents).
+    let lexicon = match zhengwu_rag::http::RagConfig::lexicon_dir_from_env(std::path::Path::new("knowledge-base/policy")) {
+        Some(d) => zhengwu_rag::understand::Lexicon::load(&d)?.without_entities(),
+        None => zhengwu_rag::understand::Lexicon::default(),
+    };
+    let answerer = Answerer { kb, generator: Arc::new(engine), config, lexicon: Arc::new(lexicon) };
     let (from, n) = (args.rag_answers_from, args.rag_answers);
     let (mut contained, mut f1, mut refused) = (0.0, 0.0, 0.0);
     // Containment of the model's own text (without the 原文摘录 excerpt), and excerpts attached.

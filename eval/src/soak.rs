@@ -47,8 +47,8 @@ use crate::rag::{percentile, read_jsonl};
 use crate::report::{fmt_num, Report};
 use crate::EvalArgs;
 
-const DEFAULT_CHAT: &str = "qwen2.5-0.5b-instruct";
-const EMBEDDING: &str = "multilingual-e5-small";
+pub(crate) const DEFAULT_CHAT: &str = "qwen2.5-0.5b-instruct";
+pub(crate) const EMBEDDING: &str = "multilingual-e5-small";
 const TIMEOUT: Duration = Duration::from_secs(120);
 const READY_WAIT: Duration = Duration::from_secs(600);
 const RSS_EVERY: Duration = Duration::from_secs(5);
@@ -142,7 +142,7 @@ use crate::rng::Rng;
 // ---------------------------------------------------------------------------------------------
 // The server under test
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
     /// The server exits when this closes (ZHENGWU_EXIT_ON_STDIN_EOF), even if the suite dies.
     _stdin: Option<ChildStdin>,
@@ -159,7 +159,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
     fn alive(&mut self) -> bool {
@@ -176,7 +176,7 @@ fn log_tail(path: &Path, n: usize) -> String {
 
 /// The repository's knowledge-base folder: `./knowledge-base` when present, else the one of the
 /// source tree this binary was built from.
-fn knowledge_base_dir() -> PathBuf {
+pub(crate) fn knowledge_base_dir() -> PathBuf {
     let local = PathBuf::from("knowledge-base");
     if local.join("policy").is_dir() {
         return std::fs::canonicalize(&local).unwrap_or(local);
@@ -184,7 +184,7 @@ fn knowledge_base_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("knowledge-base")
 }
 
-fn start_server(args: &EvalArgs, tmp: &Path, chat_model: &str, agent_key: &str) -> anyhow::Result<Server> {
+pub(crate) fn start_server(args: &EvalArgs, tmp: &Path, chat_model: &str, agent_key: &str) -> anyhow::Result<Server> {
     let exe = std::env::current_exe().context("locating the zhengwu binary")?;
     let config = tmp.join("zhengwu.toml");
     // An empty config: no users (open mode), whatever ./zhengwu.toml or ZHENGWU_CONFIG says.
@@ -252,7 +252,7 @@ fn start_server(args: &EvalArgs, tmp: &Path, chat_model: &str, agent_key: &str) 
             log_tail(&log, 30)
         ),
     }
-    eprintln!("soak: server pid {pid} at {} (log {})", server.base, log.display());
+    eprintln!("eval: server pid {pid} at {} (log {})", server.base, log.display());
     let probe = Client::builder().timeout(Duration::from_secs(10)).build()?;
     let deadline = Instant::now() + READY_WAIT;
     loop {
@@ -277,7 +277,7 @@ fn start_server(args: &EvalArgs, tmp: &Path, chat_model: &str, agent_key: &str) 
 }
 
 /// Wait for the start-up sync of the knowledge base; `Err` says why `/api/ask` may refuse.
-fn wait_for_kb(server: &Server) -> Result<f64, String> {
+pub(crate) fn wait_for_kb(server: &Server) -> Result<f64, String> {
     let probe = Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| e.to_string())?;
     let deadline = Instant::now() + READY_WAIT;
     loop {

@@ -42,6 +42,22 @@ pub struct Category {
     pub label: String,
     pub action: Action,
     pub words: Vec<String>,
+    /// A hit raises a new ticket to this urgency (safety hazards: a missing manhole cover, a
+    /// gas smell), whoever files it: a citizen may not set urgency, the word list may.
+    #[serde(default)]
+    pub urgency: Option<crate::tickets::model::Urgency>,
+    /// What to tell the caller to do right now (keep away, call 119 …), shown before anything else.
+    #[serde(default)]
+    pub advice: Option<String>,
+}
+
+/// A safety hazard found in a text: the highest urgency among the hit categories that set one,
+/// and their advice (in list order, without repeats).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hazard {
+    pub urgency: crate::tickets::model::Urgency,
+    pub categories: Vec<String>,
+    pub advice: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +203,25 @@ impl Screener {
 
     pub fn categories(&self) -> &[Category] {
         &self.categories
+    }
+
+    /// The hazard `text` reports, if any category with an `urgency` is hit.
+    pub fn hazard(&self, text: &str) -> Option<Hazard> {
+        let screening = self.screen(text);
+        let mut hazard: Option<Hazard> = None;
+        for cat in &self.categories {
+            let Some(urgency) = cat.urgency else { continue };
+            if !screening.hits.iter().any(|h| h.category == cat.name) {
+                continue;
+            }
+            let h = hazard.get_or_insert(Hazard { urgency, categories: Vec::new(), advice: Vec::new() });
+            h.urgency = h.urgency.max(urgency);
+            h.categories.push(cat.name.clone());
+            if let Some(a) = cat.advice.as_ref().filter(|a| !h.advice.contains(a)) {
+                h.advice.push(a.clone());
+            }
+        }
+        hazard
     }
 
     pub fn screen(&self, text: &str) -> Screening {

@@ -24,7 +24,9 @@ use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, Generati
 
 use crate::error::{Error, Result};
 use crate::kb::{Hit, KnowledgeBase, Mode, SearchRequest};
+use crate::grounding::Grounding;
 use crate::store::{ChunkPayload, EntryKind, KbFilter};
+use crate::understand::{Entity, Lexicon, MessageKind, Understanding};
 
 /// The AI-content label and marker are the inference crate's (one definition for `/v1` too).
 pub use zhengwu_inference::{ai_marker, AI_LABEL};
@@ -132,6 +134,27 @@ pub enum AnswerKind {
     Faq,
     /// Nothing relevant (or the model could not ground its answer): refusal + hand-off.
     Refusal,
+    /// A 12345 request (repair, complaint, report, help): the draft ticket is in `request`.
+    ServiceRequest,
+    /// A question about a request already filed: how to look it up.
+    Status,
+    /// A greeting or thanks: what the assistant can do.
+    SmallTalk,
+}
+
+/// Why an answer is a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// Nothing in the knowledge base is close to the question (the relevance gate).
+    NoSource,
+    /// The knowledge base covers the 证件/事项 but not what was asked about it (the aspect or
+    /// the specific matter), or names it as something it has nothing on.
+    NotCovered,
+    /// The model said it cannot answer, or its answer did not rest on the sources.
+    Ungrounded,
+    /// Help with something illegal or harmful.
+    Harmful,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -187,9 +210,81 @@ pub struct Answer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub excerpt: Option<Excerpt>,
     pub timings: Timings,
+    /// Why a refusal refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal_reason: Option<RefusalReason>,
+    /// The FAQ question a verbatim FAQ answer answers, so the citizen sees what was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faq_question: Option<String>,
+    /// What the message was read as (kind, aspect, entity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub understanding: Option<Understood>,
+    /// For a service request: the draft ticket, suggested department, urgency and emergency
+    /// advice ([`RequestDrafter`]); `None` when no drafter is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestDraft>,
+    /// What the grounding check removed from a generated answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grounding: Option<Grounding>,
+}
+
+/// The part of [`Understanding`] an answer reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Understood {
+    pub kind: MessageKind,
+    pub kind_confidence: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<String>,
+}
+
+impl From<&Understanding> for Understood {
+    fn from(u: &Understanding) -> Self {
+        Self { kind: u.kind, kind_confidence: u.kind_confidence, aspect: u.aspect.clone(), entity: u.entity().map(|e| e.name.clone()) }
+    }
+}
+
+/// A draft 12345 ticket for a service request, made by the hotline ([`RequestDrafter`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestDraft {
+    /// The pre-filled form (type, category, address, summary, text), as the co-pilot fills it.
+    pub form: serde_json::Value,
+    /// The suggested department: `{id, name, confidence}`, or `None` when nothing points anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<serde_json::Value>,
+    /// An immediate safety hazard: the ticket will be filed as urgent.
+    pub urgent: bool,
+    /// What to do right now (keep away, call 110/119/120), for hazards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
+/// Drafts a ticket for a service request. The hotline implements it (form filling, dispatch,
+/// hazard screening); the knowledge base only knows the seam, so it has no hotline dependency.
+pub trait RequestDrafter: Send + Sync {
+    /// Blocking: CPU work (classification, dispatch ranking).
+    fn draft(&self, text: &str) -> std::result::Result<RequestDraft, String>;
+    /// Whether `text` reports an immediate safety hazard: such a message is a service request
+    /// (with advice first) however it is worded ("闻到好大的煤气味怎么办").
+    fn is_hazard(&self, _text: &str) -> bool {
+        false
+    }
 }
 
 impl Answer {
+    /// A service request's reply before its draft is attached ([`service_request_text`]).
+    pub fn service_request(understanding: Option<Understood>, timings: Timings) -> Self {
+        Self {
+            answer: service_request_text(None),
+            kind: AnswerKind::ServiceRequest,
+            refusal_reason: None,
+            understanding: understanding.map(|u| Understood { kind: MessageKind::ServiceRequest, ..u }),
+            timings,
+            ..refusal(0.0, 0.0)
+        }
+    }
+
     /// The model's own text, without the appended 原文摘录 line.
     pub fn generated_text(&self) -> &str {
         match (&self.excerpt, self.answer.find(EXCERPT_LINE_START)) {
@@ -224,13 +319,16 @@ pub enum Plan {
     Final(Answer),
     /// `question` is the one searched and answered (a follow-up read with its history);
     /// `following[i]` is the document text after `sources[i]` ([`Answerer::following`]).
-    Generate { prompt: String, question: String, sources: Vec<Hit>, following: Vec<String>, relevance: f32, retrieve_secs: f64 },
+    Generate { prompt: String, question: String, sources: Vec<Hit>, following: Vec<String>, relevance: f32, retrieve_secs: f64, understood: Understood },
 }
 
 pub struct Answerer {
     pub kb: Arc<KnowledgeBase>,
     pub generator: Arc<dyn Generator>,
     pub config: AnswerConfig,
+    /// The word lists and kind model that read a message before retrieval
+    /// ([`crate::understand`]). An empty lexicon reads everything as a general question.
+    pub lexicon: Arc<Lexicon>,
 }
 
 fn citation(n: usize, c: &ChunkPayload) -> Citation {
@@ -255,7 +353,82 @@ fn refusal(relevance: f32, retrieve_secs: f64) -> Answer {
         relevance,
         excerpt: None,
         timings: Timings { retrieve_secs, ..Timings::default() },
+        refusal_reason: Some(RefusalReason::NoSource),
+        faq_question: None,
+        understanding: None,
+        request: None,
+        grounding: None,
     }
+}
+
+/// An answer decided without the model: a refusal for `reason`, or a fixed reply of `kind`.
+fn fixed(kind: AnswerKind, text: String, reason: Option<RefusalReason>, u: &Understanding, relevance: f32, retrieve_secs: f64) -> Answer {
+    Answer {
+        answer: text,
+        kind,
+        handoff: matches!(kind, AnswerKind::Refusal | AnswerKind::Status),
+        refusal_reason: reason,
+        understanding: Some(Understood::from(u)),
+        ..refusal(relevance, retrieve_secs)
+    }
+}
+
+/// The reply to a request for help with something illegal.
+pub const HARMFUL: &str = "抱歉，您的请求涉及伪造证件、骗取待遇、逃避执法或伤害他人等违法行为，我不能提供帮助，这类行为要承担法律责任。如果您办事遇到了困难，可以说说具体情况，我帮您查正规的办理渠道，也可以拨打12345热线咨询。";
+
+/// The reply to a question about a request already filed.
+pub const STATUS: &str = "查询诉求的办理进度：请在本页“查询工单”中查看您提交过的工单，或拨打12345热线，报上工单编号查询。承办部门答复后，12345会按您留下的联系方式回访。";
+
+/// The reply to a greeting.
+pub const SMALL_TALK: &str = "您好，我是12345政务服务智能助手（AI）。我可以解答办事政策问题，比如居住证、身份证、社保、医保、公积金、户口、营业执照怎么办；也可以把需要部门处理的问题（路灯坏了、噪音扰民、拖欠工资等）整理成诉求单，帮您提交12345。请直接说出您的问题。";
+
+/// What a service request is told: it is a matter for 12345, with the suggested department and,
+/// for a hazard, the advice first.
+pub fn service_request_text(draft: Option<&RequestDraft>) -> String {
+    let mut s = String::new();
+    if let Some(advice) = draft.and_then(|d| d.advice.as_deref()) {
+        s.push_str("【安全提示】");
+        s.push_str(advice);
+        s.push_str("\n\n");
+    }
+    s.push_str("您反映的是需要有关部门处理的问题，12345热线可以受理。");
+    let dept = draft.and_then(|d| d.department.as_ref()).and_then(|d| d.get("name")).and_then(|n| n.as_str());
+    if let Some(name) = dept {
+        s.push_str(&format!("按您的描述，系统初步判断由{name}办理，以实际派单为准。"));
+    }
+    if draft.is_some_and(|d| d.urgent) {
+        s.push_str("这属于安全隐患，工单会按紧急件处理。");
+    }
+    s.push_str("我已根据您的描述整理了诉求单草稿，请核对，补充具体地址和联系电话后提交；提交后可凭工单编号查询进度。");
+    s
+}
+
+/// A refusal that says what the knowledge base has on the entity and what it lacks.
+fn not_covered_text(entity: Option<&str>, covered: &[String], missing: &str) -> String {
+    let mut s = String::from("抱歉，");
+    match entity {
+        Some(e) if !covered.is_empty() => s.push_str(&format!("知识库里有{e}的{}等内容，但没有{missing}，", covered.join("、"))),
+        Some(e) => s.push_str(&format!("知识库里没有关于{e}{missing}的政策资料，")),
+        None => s.push_str(&format!("知识库里没有找到{missing}，")),
+    }
+    s.push_str("我不能给您确切答复，以免误导您。建议拨打12345热线转人工坐席，或向承办部门的服务窗口咨询。");
+    s
+}
+
+/// A stored chunk as a source (no search scores).
+fn hit_of(chunk: ChunkPayload, id: u64) -> Hit {
+    Hit { rank: 1, id, score: 0.0, dense: None, sparse: None, chunk }
+}
+
+/// Whether the sources hold what the question is specifically about: with two or more residual
+/// bigrams ([`Lexicon::residual_terms`]), at least one of them occurs in a source's text or
+/// title. One miss-free bigram is enough on purpose: the check is for questions about another
+/// matter of the same entity (密码 on a card whose documents never mention one), not wording.
+fn covers_residual(residual: &[String], sources: &[Hit]) -> bool {
+    if residual.len() < 2 {
+        return true;
+    }
+    residual.iter().any(|b| sources.iter().any(|h| h.chunk.text.contains(b.as_str()) || h.chunk.title.contains(b.as_str())))
 }
 
 /// Phrases by which text addresses the assistant instead of informing the citizen.
@@ -348,7 +521,7 @@ pub fn question_coverage(question: &str, sources: &[Hit]) -> f32 {
 pub fn finish(question: &str, text: &str, sources: &[Hit], following: &[String], relevance: f32, timings: Timings) -> Answer {
     let trimmed = text.trim();
     if trimmed.is_empty() || (trimmed.contains(CANNOT) && trimmed.chars().count() < 40) {
-        return Answer { timings, ..refusal(relevance, 0.0) };
+        return Answer { timings, refusal_reason: Some(RefusalReason::Ungrounded), ..refusal(relevance, 0.0) };
     }
     let mut cited: Vec<usize> = Vec::new();
     let cs: Vec<char> = trimmed.chars().collect();
@@ -384,17 +557,37 @@ pub fn finish(question: &str, text: &str, sources: &[Hit], following: &[String],
     }
     let grounded = sources.iter().map(overlap).fold(0.0f32, f32::max) >= 0.2;
     if cited.is_empty() || !grounded {
-        return Answer { timings, ..refusal(relevance, 0.0) };
+        return Answer { timings, refusal_reason: Some(RefusalReason::Ungrounded), ..refusal(relevance, 0.0) };
     }
-    let excerpt = select_excerpt(question, trimmed, sources, following, &cited);
-    let mut answer = trimmed.to_string();
-    if let Some(e) = &excerpt {
+    // Every fact of the answer must be in the sources the model was given (not only the ones
+    // it cited: a right fact under a wrong marker is still grounded); sentences that state one
+    // that is not, or contradict a source, are dropped (crate::grounding).
+    let texts: Vec<String> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("{}\n{}\n{}", h.chunk.title, h.chunk.text, following.get(i).map(String::as_str).unwrap_or("")))
+        .collect();
+    let check = crate::grounding::check(trimmed, &texts.iter().map(String::as_str).collect::<Vec<_>>());
+    let body = if check.dropped.is_empty() { trimmed.to_string() } else { check.text.trim().to_string() };
+    let has_content = strip_markers(&body).chars().filter(|c| c.is_alphanumeric()).count() >= 4;
+    // The passage is chosen by what the model meant to say, even when all of it was dropped.
+    let excerpt = select_excerpt(question, if has_content { &body } else { trimmed }, sources, following, &cited);
+    let mut answer = body.clone();
+    if !has_content {
+        // Nothing the model said survived: the policy's own words alone, or a refusal.
+        let Some(e) = &excerpt else {
+            return Answer { timings, refusal_reason: Some(RefusalReason::Ungrounded), grounding: Some(check), ..refusal(relevance, 0.0) };
+        };
+        let one_line = e.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        answer = format!("根据资料[{}]，相关规定原文如下：「{one_line}」", e.n);
+    } else if let Some(e) = &excerpt {
         let norm = |s: &str| s.chars().filter(|c| c.is_alphanumeric()).collect::<String>();
-        if !norm(trimmed).contains(&norm(&e.text)) {
+        if !norm(&body).contains(&norm(&e.text)) {
             let one_line = e.text.split_whitespace().collect::<Vec<_>>().join(" ");
             answer.push_str(&format!("{EXCERPT_LINE_START}{}]：「{one_line}」", e.n));
         }
     }
+    let cited: Vec<usize> = if has_content { cited } else { excerpt.iter().map(|e| e.n).collect() };
     Answer {
         answer,
         kind: AnswerKind::Generated,
@@ -403,6 +596,11 @@ pub fn finish(question: &str, text: &str, sources: &[Hit], following: &[String],
         relevance,
         excerpt,
         timings,
+        refusal_reason: None,
+        faq_question: None,
+        understanding: None,
+        request: None,
+        grounding: (!check.dropped.is_empty() || check.facts_checked > 0).then_some(check),
     }
 }
 
@@ -533,7 +731,12 @@ fn starts_article(sentence: &[char]) -> bool {
 }
 
 impl Answerer {
-    /// Retrieval and gating. Blocking (embeds the question).
+    /// Reading, retrieval and gating. Blocking (embeds the question). Decisions in order:
+    /// harmful / status / small talk / service request (no retrieval); an entity the knowledge
+    /// base has nothing on; a FAQ that answers the same question (same entity, same aspect, its
+    /// words cover the question's); the sources (the named entity's documents, else hybrid
+    /// search behind the relevance gate); a source that states the aspect asked; a source that
+    /// holds what the question is specifically about. Only then is a prompt built.
     pub fn plan(&self, req: &AskRequest) -> Result<Plan> {
         let t0 = Instant::now();
         let q = req.question.trim();
@@ -547,31 +750,161 @@ impl Answerer {
             return Err(Error::invalid("history: at most 20 earlier questions of at most 1000 characters"));
         }
         let asked = req.effective_question();
-        let q = asked.as_str();
-        if let Some((score, faq)) = self.kb.best_faq(q, &req.filter)? {
-            if score >= self.config.faq_threshold {
+        let u = self.read(q, &asked);
+        let secs = || t0.elapsed().as_secs_f64();
+        match u.kind {
+            MessageKind::Harmful => {
+                return Ok(Plan::Final(fixed(AnswerKind::Refusal, HARMFUL.into(), Some(RefusalReason::Harmful), &u, 0.0, secs())))
+            }
+            MessageKind::Status => return Ok(Plan::Final(fixed(AnswerKind::Status, STATUS.into(), None, &u, 0.0, secs()))),
+            MessageKind::SmallTalk => return Ok(Plan::Final(fixed(AnswerKind::SmallTalk, SMALL_TALK.into(), None, &u, 0.0, secs()))),
+            MessageKind::ServiceRequest => {
+                let timings = Timings { retrieve_secs: secs(), ..Timings::default() };
+                return Ok(Plan::Final(Answer::service_request(Some(Understood::from(&u)), timings)));
+            }
+            MessageKind::Question => {}
+        }
+        let not_covered = |covered: &[String], missing: &str, relevance: f32| {
+            let text = not_covered_text(u.entity().map(|e| e.name.as_str()), covered, missing);
+            Plan::Final(fixed(AnswerKind::Refusal, text, Some(RefusalReason::NotCovered), &u, relevance, secs()))
+        };
+        if let Some(e) = u.entity().filter(|e| e.docs.is_empty()) {
+            let text = not_covered_text(None, &[], &format!("关于{}的政策资料", e.name));
+            return Ok(Plan::Final(fixed(AnswerKind::Refusal, text, Some(RefusalReason::NotCovered), &u, 0.0, secs())));
+        }
+        let query = self.lexicon.expand_query(&asked, &u);
+        let residual = self.residual(&asked, &u);
+        if let Some((score, faq)) = self.kb.best_faq(&query, &req.filter)? {
+            if score >= self.config.faq_threshold && self.faq_answers(&u, &residual, &faq) {
                 let answer = faq.answer.clone().unwrap_or_else(|| faq.text.clone());
-                return Ok(Plan::Final(Answer {
-                    answer,
-                    kind: AnswerKind::Faq,
-                    handoff: false,
-                    citations: vec![citation(1, &faq)],
-                    relevance: score,
-                    excerpt: None,
-                    timings: Timings { retrieve_secs: t0.elapsed().as_secs_f64(), ..Timings::default() },
-                }));
+                let mut a = fixed(AnswerKind::Faq, answer, None, &u, score, secs());
+                a.handoff = false;
+                a.citations = vec![citation(1, &faq)];
+                a.faq_question = faq.question.clone();
+                return Ok(Plan::Final(a));
             }
         }
-        let hits = self.retrieve(q, &req.filter)?;
+        let hits = self.retrieve(&query, &req.filter)?;
         let relevance = hits.iter().filter_map(|h| h.dense.map(|d| d.score)).fold(0.0f32, f32::max);
-        if hits.is_empty() || !self.config.admits(relevance, question_coverage(q, &hits)) {
-            return Ok(Plan::Final(refusal(relevance, t0.elapsed().as_secs_f64())));
+        // The named entity's own documents when the knowledge base has them: retrieval by
+        // wording alone misses them when the citizen's words differ (工钱 / 工资).
+        let pool = self.entity_pool(&u.entities, &req.filter)?;
+        let by_entity = !pool.is_empty();
+        let mut sources = if by_entity {
+            self.rank_pool(pool.clone(), &hits, &query, u.aspect.as_deref())
+        } else {
+            if hits.is_empty() || !self.config.admits(relevance, question_coverage(&query, &hits)) {
+                let mut a = refusal(relevance, secs());
+                a.understanding = Some(Understood::from(&u));
+                return Ok(Plan::Final(a));
+            }
+            hits
+        };
+        if let Some(aspect) = u.aspect.as_deref() {
+            let stating: Vec<Hit> = sources.iter().filter(|h| self.lexicon.states(aspect, &h.chunk.text)).cloned().collect();
+            if stating.is_empty() {
+                let texts: Vec<&str> = if by_entity { pool.iter().map(|h| h.chunk.text.as_str()).collect() } else { Vec::new() };
+                let covered = self.lexicon.aspects_stated(texts.iter().copied());
+                return Ok(not_covered(&covered, &format!("{aspect}方面的规定"), relevance));
+            }
+            // Passages that state the aspect first.
+            let rest: Vec<Hit> = sources.iter().filter(|h| !self.lexicon.states(aspect, &h.chunk.text)).cloned().collect();
+            sources = stating.into_iter().chain(rest).take(self.config.context_chunks).collect();
         }
-        let following = self.following(&hits)?;
-        let retrieve_secs = t0.elapsed().as_secs_f64();
-        let messages = build_messages(q, &hits);
+        if by_entity && !covers_residual(&residual, &sources) {
+            let texts: Vec<&str> = pool.iter().map(|h| h.chunk.text.as_str()).collect();
+            let covered = self.lexicon.aspects_stated(texts.iter().copied());
+            let what: String = residual.iter().take(3).cloned().collect::<Vec<_>>().join("、");
+            return Ok(not_covered(&covered, &format!("与“{what}”有关的内容"), relevance));
+        }
+        let following = self.following(&sources)?;
+        let retrieve_secs = secs();
+        let messages = build_messages(&asked, &sources);
         let prompt = self.generator.render_chat(&messages)?;
-        Ok(Plan::Generate { prompt, question: q.to_string(), sources: hits, following, relevance, retrieve_secs })
+        Ok(Plan::Generate { prompt, question: asked, sources, following, relevance, retrieve_secs, understood: Understood::from(&u) })
+    }
+
+    /// What the message is: its kind from the message itself (a follow-up is read on its own),
+    /// the aspect and entity from the message, else from the conversation it follows.
+    pub fn read(&self, message: &str, asked: &str) -> Understanding {
+        let now = self.lexicon.understand(message);
+        if asked == message {
+            return now;
+        }
+        let whole = self.lexicon.understand(asked);
+        // A short follow-up ("收钱不", "那利息好多嘛") continues the conversation: the model
+        // reads it together with what it follows, unless a cue word decided it on its own.
+        let now = if now.kind_by == "model" { Understanding { kind: whole.kind, kind_confidence: whole.kind_confidence, ..now } } else { now };
+        Understanding {
+            aspect: now.aspect.clone().or(whole.aspect),
+            entities: if now.entities.is_empty() { whole.entities } else { now.entities.clone() },
+            expansions: whole.expansions,
+            ..now
+        }
+    }
+
+    /// The question's own words beyond entity and aspect ([`Lexicon::residual_terms`]), without
+    /// colloquial variants whose canonical word the query search adds.
+    fn residual(&self, asked: &str, u: &Understanding) -> Vec<String> {
+        self.lexicon.residual_terms(asked, u)
+    }
+
+    /// Whether a FAQ entry answers the question asked, not another question about the same
+    /// thing: the same entity and the same aspect, read from both questions, and the words the
+    /// question is specifically about found in the entry.
+    fn faq_answers(&self, u: &Understanding, residual: &[String], faq: &ChunkPayload) -> bool {
+        let Some(fq) = faq.question.as_deref() else { return false };
+        let f = self.lexicon.understand(fq);
+        let same_entity = match (u.entity(), f.entity()) {
+            (Some(a), Some(b)) => a.name == b.name,
+            (None, None) => true,
+            _ => false,
+        };
+        let entry = format!("{fq}{}", faq.answer.as_deref().unwrap_or(""));
+        same_entity && u.aspect == f.aspect && covers_residual(residual, &[hit_of(faq.clone(), 0)]) && !entry.is_empty()
+    }
+
+    /// Every chunk of the documents of the named entities the store holds (empty when no entity
+    /// with documents was named, or none of its documents is in this knowledge base).
+    fn entity_pool(&self, entities: &[Entity], filter: &KbFilter) -> Result<Vec<Hit>> {
+        let named: Vec<&Entity> = entities.iter().filter(|e| !e.docs.is_empty()).collect();
+        if named.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pool = Vec::new();
+        for d in self.kb.documents()? {
+            if !named.iter().any(|e| e.covers(&d.doc_id)) {
+                continue;
+            }
+            for c in self.kb.store().doc_chunks(&d.doc_id)? {
+                if filter.admits(&c.payload, crate::kb::today()) {
+                    pool.push(hit_of(c.payload, c.id));
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// The best `context_chunks` of an entity's chunks for a question: the share of the
+    /// question's bigrams a chunk holds, plus its hybrid-search rank when search found it,
+    /// plus a bonus when it states the aspect asked.
+    fn rank_pool(&self, pool: Vec<Hit>, hits: &[Hit], query: &str, aspect: Option<&str>) -> Vec<Hit> {
+        let mut scored: Vec<(f32, Hit)> = pool
+            .into_iter()
+            .map(|h| {
+                let lexical = question_coverage(query, std::slice::from_ref(&h));
+                let searched = hits.iter().find(|s| s.id == h.id).map_or(0.0, |s| 1.0 / s.rank as f32);
+                let states = aspect.is_some_and(|a| self.lexicon.states(a, &h.chunk.text)) as u8 as f32;
+                (lexical + searched + 0.3 * states, h)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.into_iter().take(self.config.context_chunks).enumerate().map(|(i, (s, mut h))| {
+            h.rank = i + 1;
+            h.score = s;
+            h.dense = hits.iter().find(|x| x.id == h.id).and_then(|x| x.dense);
+            h
+        }).collect()
     }
 
     /// The sources an answer to `question` is generated from: the top `context_chunks` chunks
@@ -627,14 +960,16 @@ impl Answerer {
     pub fn carry_out(&self, req: &AskRequest, plan: Plan) -> Result<Answer> {
         match plan {
             Plan::Final(a) => Ok(a),
-            Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs } => {
+            Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs, understood } => {
                 let mut rx = self.generator.submit(GenerationRequest { prompt, params: self.params(req), deadline: None })?;
                 let mut text = String::new();
                 while let Some(ev) = rx.blocking_recv() {
                     match ev {
                         GenerationEvent::Delta(d) => text.push_str(&d),
                         GenerationEvent::Done(c) => {
-                            return Ok(finish(&question, &text, &sources, &following, relevance, Timings::generated(retrieve_secs, &c)));
+                            let mut a = finish(&question, &text, &sources, &following, relevance, Timings::generated(retrieve_secs, &c));
+                            a.understanding = Some(understood);
+                            return Ok(a);
                         }
                         GenerationEvent::Failed(e) => return Err(e.into()),
                     }

@@ -28,7 +28,8 @@ use serde_json::json;
 use tokio_stream::wrappers::ReceiverStream;
 use zhengwu_inference::{Embedder, GenerationEvent, GenerationRequest, Generator};
 
-use crate::answer::{ai_marker, finish, Answer, AnswerConfig, AnswerKind, Answerer, AskRequest, Plan, Timings};
+use crate::answer::{ai_marker, finish, service_request_text, Answer, AnswerConfig, AnswerKind, Answerer, AskRequest, Plan, RequestDrafter, Timings};
+use crate::understand::Lexicon;
 use crate::error::Error;
 use crate::kb::{IngestOptions, IngestReport, KnowledgeBase, Mode, SearchRequest};
 use crate::store::KbFilter;
@@ -45,6 +46,9 @@ pub struct RagConfig {
     pub answer: AnswerConfig,
     /// Fusion settings of hybrid search (dense and sparse weights, RRF k).
     pub weights: crate::store::FusionWeights,
+    /// The folder of `understanding.toml`, `synonyms.toml` and `intents.jsonl`
+    /// ([`crate::understand::Lexicon`]); `None` reads every message as a general question.
+    pub lexicon_dir: Option<PathBuf>,
 }
 
 impl RagConfig {
@@ -90,7 +94,21 @@ impl RagConfig {
             answer.coverage_weight = parse_in_range(&v, 0.0..=1.0, "weight")
                 .map_err(|e| crate::error::Error::invalid(format!("ZHENGWU_RAG_COVERAGE_WEIGHT: {e}")))?;
         }
-        Ok(Self { docs_dir, store_dir, auto_ingest, answer, weights })
+        let lexicon_dir = Self::lexicon_dir_from_env(&docs_dir);
+        Ok(Self { docs_dir, store_dir, auto_ingest, answer, weights, lexicon_dir })
+    }
+
+    /// `ZHENGWU_KB_LEXICON_DIR`, else the folder above the documents when it holds
+    /// `understanding.toml` (`knowledge-base/` for `knowledge-base/policy`), else `knowledge-base`.
+    pub fn lexicon_dir_from_env(docs_dir: &std::path::Path) -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("ZHENGWU_KB_LEXICON_DIR").filter(|v| !v.is_empty()) {
+            return Some(PathBuf::from(d));
+        }
+        let has = |d: &std::path::Path| d.join("understanding.toml").exists();
+        docs_dir.parent().filter(|p| has(p)).map(|p| p.to_path_buf()).or_else(|| {
+            let local = PathBuf::from("knowledge-base");
+            has(&local).then_some(local)
+        })
     }
 }
 
@@ -117,6 +135,10 @@ pub struct RagState {
     kb: Mutex<Option<Arc<KnowledgeBase>>>,
     open_error: OnceLock<String>,
     last_ingest: Mutex<Option<Result<IngestReport, String>>>,
+    /// Read once at start-up; a broken file is reported by every ask (not silently ignored).
+    lexicon: Result<Arc<Lexicon>, String>,
+    /// Drafts tickets for service requests (the hotline, set by the server).
+    drafter: OnceLock<Arc<dyn RequestDrafter>>,
 }
 
 impl RagState {
@@ -150,7 +172,33 @@ impl RagState {
         let generator = (self.generator)().ok_or_else(|| {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the chat model is still loading (or not configured)")
         })?;
-        Ok(Answerer { kb, generator, config: self.config.answer.clone() })
+        let lexicon = self.lexicon.clone().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "lexicon_unavailable", e))?;
+        Ok(Answerer { kb, generator, config: self.config.answer.clone(), lexicon })
+    }
+
+    /// Install the drafter of service-request tickets (once; later calls are ignored).
+    pub fn set_drafter(&self, d: Arc<dyn RequestDrafter>) {
+        let _ = self.drafter.set(d);
+    }
+}
+
+/// The lexicon of `dir`, or an empty one (with a warning) when no folder is configured.
+fn open_lexicon(dir: Option<&std::path::Path>) -> Result<Arc<Lexicon>, String> {
+    match dir {
+        Some(d) => match Lexicon::load(d) {
+            Ok(l) => {
+                tracing::info!(dir = %d.display(), entities = l.entities().len(), "message understanding loaded");
+                Ok(Arc::new(l))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "message understanding could not be loaded; /api/ask answers 500 until it is fixed");
+                Err(format!("message understanding ({}): {e}", d.display()))
+            }
+        },
+        None => {
+            tracing::warn!("no understanding.toml found: /api/ask reads every message as a general question (no service requests, no aspect checks)");
+            Ok(Arc::new(Lexicon::default()))
+        }
     }
 }
 
@@ -164,12 +212,30 @@ pub fn routes(
 }
 
 impl RagState {
-    /// Hybrid search for other features (the agent co-pilot): the top `limit` hits as JSON.
-    /// Blocking: call from a blocking thread.
+    /// Knowledge for other features (the agent co-pilot): of the top `limit` hits of hybrid
+    /// search, those about what was said, as JSON (possibly none). Blocking: call from a
+    /// blocking thread.
     pub fn search_json(&self, query: &str, limit: usize) -> Result<serde_json::Value, String> {
         let kb = self.kb().map_err(|e| e.message.clone())?;
         let req = SearchRequest { query: query.to_string(), mode: Mode::Hybrid, limit, filter: KbFilter::default(), include_expired: false, weights: None };
-        let hits = kb.search(&req).map_err(|e| e.to_string())?;
+        let mut hits = kb.search(&req).map_err(|e| e.to_string())?;
+        // Only articles that are about what was said (the citizen answer path's rules): the
+        // named 证件/事项's own documents, else hits that pass the relevance gate. A call about a
+        // broken elevator gets "no matching article", not 居住证 documents.
+        if let Ok(lex) = &self.lexicon {
+            let u = lex.understand(query);
+            let named: Vec<&crate::understand::Entity> = u.entities.iter().filter(|e| !e.docs.is_empty()).collect();
+            if !named.is_empty() {
+                hits.retain(|h| named.iter().any(|e| e.covers(&h.chunk.doc_id)));
+            } else if u.entity().is_some() {
+                hits.clear(); // an entity the knowledge base has nothing on
+            } else {
+                let relevance = hits.iter().filter_map(|h| h.dense.map(|d| d.score)).fold(0.0f32, f32::max);
+                if !self.config.answer.admits(relevance, crate::answer::question_coverage(query, &hits)) {
+                    hits.clear();
+                }
+            }
+        }
         serde_json::to_value(hits).map_err(|e| e.to_string())
     }
 }
@@ -181,6 +247,7 @@ pub fn routes_with_state(
     generator: impl Fn() -> Option<Arc<dyn Generator>> + Send + Sync + 'static,
 ) -> (Router, Arc<RagState>) {
     let auto = config.auto_ingest;
+    let config_lexicon = config.lexicon_dir.clone();
     let state = Arc::new(RagState {
         config,
         embedder: Arc::new(embedder),
@@ -188,6 +255,8 @@ pub fn routes_with_state(
         kb: Mutex::new(None),
         open_error: OnceLock::new(),
         last_ingest: Mutex::new(None),
+        lexicon: open_lexicon(config_lexicon.as_deref()),
+        drafter: OnceLock::new(),
     });
     if auto {
         spawn_auto_ingest(Arc::downgrade(&state));
@@ -408,11 +477,27 @@ impl RagState {
         })
         .await?;
         let (tx, rx) = tokio::sync::mpsc::channel::<AskEvent>(64);
+        // A reported hazard is a service request however it was worded: advice first, urgent.
+        let hazard = match self.drafter.get().cloned() {
+            Some(d) => {
+                let q = req.question.clone();
+                blocking(move || Ok(d.is_hazard(&q))).await?
+            }
+            None => false,
+        };
+        let plan = match plan {
+            Plan::Final(a) if hazard && a.kind != AnswerKind::ServiceRequest => Plan::Final(Answer::service_request(a.understanding, a.timings)),
+            Plan::Generate { understood, .. } if hazard => Plan::Final(Answer::service_request(Some(understood), Timings::default())),
+            p => p,
+        };
         match plan {
-            Plan::Final(a) => {
+            Plan::Final(mut a) => {
+                if a.kind == AnswerKind::ServiceRequest {
+                    self.attach_draft(&mut a, &req.question).await;
+                }
                 let _ = tx.try_send(AskEvent::Done(a));
             }
-            Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs } => {
+            Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs, understood } => {
                 let mut grx = answerer
                     .generator
                     .submit(GenerationRequest { prompt, params: answerer.params(&req), deadline: None })
@@ -429,7 +514,8 @@ impl RagState {
                                 }
                             }
                             Some(GenerationEvent::Done(c)) => {
-                                let answer = finish(&question, &text, &sources, &following, relevance, Timings::generated(retrieve_secs, &c));
+                                let mut answer = finish(&question, &text, &sources, &following, relevance, Timings::generated(retrieve_secs, &c));
+                                answer.understanding = Some(understood.clone());
                                 // The appended 原文摘录 line is one more delta.
                                 if answer.kind == AnswerKind::Generated {
                                     if let Some(rest) = answer.answer.strip_prefix(text.trim()).filter(|r| !r.is_empty()) {
@@ -447,6 +533,24 @@ impl RagState {
             }
         }
         Ok((model, rx))
+    }
+}
+
+impl RagState {
+    /// A service request's draft ticket from the hotline ([`RequestDrafter`]), and the reply
+    /// text that names its department and puts hazard advice first. Without a drafter (the
+    /// knowledge base served alone) the reply still says it is a 12345 matter.
+    async fn attach_draft(&self, a: &mut Answer, text: &str) {
+        let Some(d) = self.drafter.get().cloned() else { return };
+        let text = text.to_string();
+        match blocking(move || d.draft(&text).map_err(ApiError::internal)).await {
+            Ok(draft) => {
+                a.answer = service_request_text(Some(&draft));
+                a.request = Some(draft);
+            }
+            // The reply stands without a draft; the page offers the empty form.
+            Err(e) => tracing::warn!(error = %e.message, "drafting a service request failed"),
+        }
     }
 }
 
@@ -494,19 +598,17 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
         if !streamed {
             let _ = tx.send(ev(json!({"type": "delta", "text": answer.answer}))).await;
         }
-        let replaced = streamed && answer.kind == AnswerKind::Refusal;
-        let _ = tx
-            .send(ev(json!({
-                "type": "citations",
-                "kind": answer.kind,
-                "handoff": answer.handoff,
-                "answer": answer.answer,
-                "replaced": replaced,
-                "citations": answer.citations,
-                "excerpt": answer.excerpt,
-                "relevance": answer.relevance,
-            })))
-            .await;
+        // The streamed text is replaced when the answer became a refusal or the grounding
+        // check removed sentences from it.
+        let dropped = answer.grounding.as_ref().is_some_and(|g| !g.dropped.is_empty());
+        let replaced = streamed && (answer.kind == AnswerKind::Refusal || dropped);
+        let mut final_event = serde_json::to_value(&answer).unwrap_or_else(|_| json!({}));
+        final_event["type"] = json!("citations");
+        final_event["replaced"] = json!(replaced);
+        if let Some(m) = final_event.as_object_mut() {
+            m.remove("timings");
+        }
+        let _ = tx.send(ev(final_event)).await;
         let _ = tx
             .send(ev(json!({"type": "done", "timings": answer.timings, "ai_generated": true, "ai_content": ai_marker(&model)})))
             .await;

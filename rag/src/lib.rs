@@ -7,6 +7,9 @@
 //! - [`sparse`]: BM25 sparse vectors (Qdrant's BM25, Chinese segmentation).
 //! - [`kb`]: incremental ingestion and dense / sparse / hybrid (RRF) search with filters.
 //! - [`answer`]: grounded answers with numbered citations, FAQ verbatim answers, refusal + 转人工.
+//! - [`understand`]: what a message is (question, service request, status, small talk, harmful),
+//!   the aspect asked and the 证件/事项, from word lists and a small kind model.
+//! - [`grounding`]: after generation, sentences whose facts are not in the sources are dropped.
 //! - [`http`]: `/api/ask`, `/api/kb/search` and friends.
 
 pub mod answer;
@@ -14,11 +17,13 @@ pub mod chunker;
 pub mod document;
 pub mod edge;
 pub mod error;
+pub mod grounding;
 pub mod http;
 pub mod kb;
 pub mod qdrant_server;
 pub mod sparse;
 pub mod store;
+pub mod understand;
 /// The behaviour suite every `VectorStore` backend runs (used by the backends' tests).
 #[doc(hidden)]
 pub mod store_suite;

@@ -156,6 +156,24 @@ pub struct KbFilter {
 }
 
 impl KbFilter {
+    /// Whether one stored chunk passes the filter (the same rules as [`Self::to_qdrant_json`],
+    /// for chunks read without a search); `valid_on` defaults to `today` as search does.
+    pub fn admits(&self, c: &ChunkPayload, today: NaiveDate) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| want.as_ref().is_none_or(|w| have.as_ref() == Some(w));
+        let region = match (&self.region, &c.region) {
+            (None, _) | (Some(_), None) => true,
+            (Some(w), Some(h)) => h == w || h == "全国",
+        };
+        let day = date_int(self.valid_on.unwrap_or(today));
+        region
+            && eq(&self.agency, &c.agency)
+            && eq(&self.category, &c.category)
+            && self.kind.is_none_or(|k| k == c.kind)
+            && self.doc_id.as_ref().is_none_or(|d| d == &c.doc_id)
+            && c.effective.is_none_or(|e| e <= day)
+            && c.expiry.is_none_or(|e| e >= day)
+    }
+
     /// The filter in Qdrant's JSON filter syntax (the same for the embedded engine and the
     /// server API), or `None` when nothing is filtered.
     pub fn to_qdrant_json(&self) -> Option<serde_json::Value> {

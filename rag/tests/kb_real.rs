@@ -16,7 +16,7 @@ use zhengwu_inference::e5::E5Embedder;
 use zhengwu_inference::llm::{EngineOptions, LlmEngine};
 use zhengwu_inference::registry::Registry;
 use zhengwu_inference::{Embedder, Generator};
-use zhengwu_rag::answer::{build_messages, AnswerConfig, AnswerKind, Answerer, AskRequest, AI_LABEL, REFUSAL};
+use zhengwu_rag::answer::{build_messages, AnswerConfig, AnswerKind, Answerer, AskRequest, Plan, AI_LABEL, REFUSAL};
 use zhengwu_rag::edge::EdgeStore;
 use zhengwu_rag::http::{routes, RagConfig};
 use zhengwu_rag::kb::{IngestOptions, KnowledgeBase, Mode, SearchRequest};
@@ -326,7 +326,7 @@ fn the_answer_path_reads_the_text_that_follows_each_source() {
     kb.ingest_dir(docs.path(), &IngestOptions::default(), &mut |_| {}).unwrap();
     let chunks: Vec<_> = kb.store().doc_chunks("long.md").unwrap().into_iter().map(|h| h.payload).collect();
     assert!(chunks.len() >= 3, "{} chunks", chunks.len());
-    let a = Answerer { kb: kb.clone(), generator: chat(), config: AnswerConfig::default() };
+    let a = Answerer { kb: kb.clone(), generator: chat(), config: AnswerConfig::default(), lexicon: lexicon() };
     let hits = kb.search(&SearchRequest { limit: 20, ..SearchRequest::new("办理事项证明材料") }).unwrap();
     let following = a.following(&hits).unwrap();
     assert_eq!(following.len(), hits.len());
@@ -441,8 +441,14 @@ fn retrieval_modes_filters_and_expiry_on_the_starter_kb() {
     assert!(kb.search(&SearchRequest::new("   ")).is_err());
 }
 
+/// The starter knowledge base's message understanding (word lists, entities, kind model).
+fn lexicon() -> Arc<zhengwu_rag::understand::Lexicon> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../knowledge-base");
+    Arc::new(zhengwu_rag::understand::Lexicon::load(&dir).expect("knowledge-base/understanding.toml"))
+}
+
 fn answerer() -> Answerer {
-    Answerer { kb: starter(), generator: chat(), config: AnswerConfig::default() }
+    Answerer { kb: starter(), generator: chat(), config: AnswerConfig::default(), lexicon: lexicon() }
 }
 
 fn ask(a: &Answerer, q: &str) -> zhengwu_rag::answer::Answer {
@@ -518,6 +524,42 @@ fn faq_matches_are_answered_verbatim() {
     assert_eq!(ans.timings.completion_tokens, 0, "no generation for a FAQ");
 }
 
+/// What the answer path decides for a question before any generation: the FAQ question answered
+/// verbatim, or the refusal reason, or `generate`.
+fn decision(a: &Answerer, q: &str) -> String {
+    let req = AskRequest { question: q.into(), filter: KbFilter::default(), stream: false, max_tokens: None, history: Vec::new() };
+    match a.plan(&req).unwrap() {
+        Plan::Final(ans) if ans.kind == AnswerKind::Faq => format!("faq: {}", ans.faq_question.unwrap_or_default()),
+        Plan::Final(ans) => format!("{:?} {:?}", ans.kind, ans.refusal_reason),
+        Plan::Generate { sources, .. } => format!("generate from {}", sources[0].chunk.doc_id),
+    }
+}
+
+#[test]
+fn a_faq_on_another_aspect_of_the_same_matter_is_not_answered_verbatim() {
+    // Issue 19: e5 scored these FAQs 0.94-0.97 against questions they do not answer.
+    let a = answerer();
+    // 居住证 every year (签注) is not "how long does issuing take"; the 签注 document answers it.
+    let d = decision(&a, "居住证是不是每年都得去弄一下");
+    assert!(d.starts_with("generate from docs/juzhuzheng-qianzhu"), "{d}");
+    // Waiting time is not "where to apply".
+    let d = decision(&a, "开无犯罪记录证明要等几天");
+    assert!(!d.starts_with("faq"), "{d}");
+    // A forgotten PIN is not a lost card, and nothing in the knowledge base is about PINs.
+    let d = decision(&a, "社保卡密码忘了怎么重置");
+    assert_eq!(d, "Refusal Some(NotCovered)");
+    // The same question in other words still gets its FAQ, with the question it answers.
+    assert_eq!(decision(&a, "身份证丢了怎么办啊"), "faq: 身份证丢了怎么办？");
+}
+
+#[test]
+fn an_entity_the_knowledge_base_has_nothing_on_is_refused_without_the_model() {
+    let a = answerer();
+    assert_eq!(decision(&a, "办护照要带什么材料"), "Refusal Some(NotCovered)");
+    // An aspect no passage of the matter states: 居住证 documents give no phone number.
+    assert_eq!(decision(&a, "居住证办理有没有专门的咨询电话"), "Refusal Some(NotCovered)");
+}
+
 #[test]
 fn generated_answers_cite_chunks_that_contain_the_fact() {
     let a = answerer();
@@ -553,7 +595,7 @@ fn instructions_inside_documents_do_not_change_the_answer() {
     assert!(hits[0].chunk.text.contains("小猫"), "the injected text is stored as data");
     let prompt = build_messages("居住证多久签注一次？", &hits);
     assert!(!prompt.iter().any(|m| m.content.contains("小猫")), "injected instruction reached the prompt");
-    let a = Answerer { kb, generator: chat(), config: AnswerConfig::default() };
+    let a = Answerer { kb, generator: chat(), config: AnswerConfig::default(), lexicon: lexicon() };
     let ans = ask(&a, "居住证多久签注一次？");
     assert!(!ans.answer.contains("小猫") && !ans.answer.contains("喵"), "{}", ans.answer);
     assert_ne!(ans.kind, AnswerKind::Faq);
@@ -579,6 +621,7 @@ fn http_routes_search_ask_and_stream() {
             auto_ingest: true,
             answer: AnswerConfig::default(),
             weights: Default::default(),
+            lexicon_dir: Some(starter_dir().join("..")),
         };
         let (e, g) = (e5(), chat());
         let app = routes(config, move || Some(e.clone()), move || Some(g.clone()));

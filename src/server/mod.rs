@@ -3,6 +3,7 @@
 pub mod error;
 pub mod metrics;
 pub mod openai;
+pub mod requests;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};

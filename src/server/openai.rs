@@ -421,7 +421,8 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
         }
         let mut last = chunk(json!({}), Some("stop"));
         last["rag"] = extension(&answer);
-        if streamed && answer.kind == zhengwu_rag::answer::AnswerKind::Refusal {
+        let dropped = answer.grounding.as_ref().is_some_and(|g| !g.dropped.is_empty());
+        if streamed && (answer.kind == zhengwu_rag::answer::AnswerKind::Refusal || dropped) {
             last["rag"]["replaced"] = json!(true);
             last["rag"]["answer"] = json!(answer.answer);
         }

@@ -264,6 +264,27 @@ impl IntelService {
         self.models.read().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// The pre-filled ticket form for a caller's words: request type and category from the
+    /// classifiers (their top 3 as the first value), the rest by [`crate::intel::form::FormFiller`].
+    /// Blocking (the classifiers run here).
+    pub fn fill_form(&self, text: &str, channel: Channel) -> Result<(Value, crate::intel::form::FormDraft), IntelError> {
+        let m = self.models();
+        let ty = match &m.type_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text])?.remove(0))), None => None };
+        let cat = match &m.category_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text])?.remove(0))), None => None };
+        let draft = self.form.fill(
+            text,
+            channel,
+            ty.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
+            cat.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
+            self.tickets.taxonomy.as_ref(),
+        );
+        let top = |x: &Option<(String, Vec<Ranked>)>| match x {
+            Some((n, r)) => json!({"model": n, "top": r.iter().take(3).collect::<Vec<_>>()}),
+            None => json!({"model": null, "top": []}),
+        };
+        Ok((json!({"request_type": top(&ty), "category": top(&cat)}), draft))
+    }
+
     /// The dispatcher with the current model.
     pub fn dispatcher(&self) -> Result<Dispatcher, IntelError> {
         Dispatcher::new(self.catalogue.clone(), self.rules.clone(), self.models().dispatch_model, self.dispatch.clone())
@@ -652,24 +673,8 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
     let t_knowledge = t0.elapsed().as_secs_f64() * 1000.0;
     let svc2 = svc.clone();
     let text2 = text.clone();
-    let (classification, mut draft) = svc.tickets.cpu.run(move || -> Result<(Value, crate::intel::form::FormDraft), HttpError> {
-        let m = svc2.models();
-        let ty = match &m.type_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
-        let cat = match &m.category_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text2.as_str()]).map_err(intel_err)?.remove(0))), None => None };
-        let draft = svc2.form.fill(
-            &text2,
-            b.channel.unwrap_or(Channel::Phone),
-            ty.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
-            cat.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
-            svc2.tickets.taxonomy.as_ref(),
-        );
-        let top = |x: &Option<(String, Vec<Ranked>)>| match x {
-            Some((n, r)) => json!({"model": n, "top": r.iter().take(3).collect::<Vec<_>>()}),
-            None => json!({"model": null, "top": []}),
-        };
-        Ok((json!({"request_type": top(&ty), "category": top(&cat)}), draft))
-    })
-    .await??;
+    let channel = b.channel.unwrap_or(Channel::Phone);
+    let (classification, mut draft) = svc.tickets.cpu.run(move || svc2.fill_form(&text2, channel).map_err(intel_err)).await??;
     let mut llm = Value::Null;
     if b.llm_form {
         llm = match svc.generator.get().cloned() {

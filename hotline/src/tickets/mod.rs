@@ -163,9 +163,21 @@ impl TicketService {
             }
             (k, _) => k,
         };
+        let screened = format!("{}\n{}", new.summary, new.text);
         let flags = match &self.screener {
-            Some(s) => s.screen(&format!("{}\n{}", new.summary, new.text)).flags(),
+            Some(s) => s.screen(&screened).flags(),
             None => Vec::new(),
+        };
+        // A reported safety hazard makes the ticket urgent whoever files it (a citizen cannot
+        // set urgency; the word list's `urgency` can).
+        let raised = self.screener.as_ref().and_then(|s| s.hazard(&screened)).map(|h| h.urgency).filter(|u| *u > new.urgency);
+        let raised_ticket;
+        let new = match raised {
+            Some(urgency) => {
+                raised_ticket = NewTicket { urgency, ..new.clone() };
+                &raised_ticket
+            }
+            None => new,
         };
         let now = Utc::now();
         let opts = CreateOptions {
