@@ -316,5 +316,42 @@ words = ["不想活了", "跳楼"]
         let s = Screener::load(&path).unwrap();
         assert!(s.categories().len() >= 4);
         assert!(!s.screen("我不想活了").flags().is_empty());
+        // Hazards carry urgency and advice; ordinary requests do not.
+        let h = s.hazard("小区门口的井盖没了，晚上黑乎乎的").expect("a missing manhole cover is a hazard");
+        assert_eq!(h.urgency, crate::tickets::model::Urgency::Urgent);
+        assert!(h.advice[0].contains("远离"), "{h:?}");
+        assert!(s.hazard("楼下路灯坏了好几天").is_none());
+        assert!(s.hazard("我不想活了").is_none(), "a flag without urgency is not a hazard");
+    }
+
+    #[test]
+    fn a_hazard_takes_the_highest_urgency_and_every_advice_once() {
+        let s = Screener::from_toml(
+            r#"
+[[category]]
+name = "gas"
+action = "flag"
+urgency = "urgent"
+advice = "开窗通风。"
+words = ["煤气味"]
+[[category]]
+name = "trapped"
+action = "flag"
+urgency = "critical"
+advice = "拨打119。"
+words = ["被困"]
+[[category]]
+name = "threat"
+action = "flag"
+words = ["炸掉"]
+"#,
+        )
+        .unwrap();
+        let h = s.hazard("楼里有煤气味，还有人被困，煤气味很大").unwrap();
+        assert_eq!(h.urgency, crate::tickets::model::Urgency::Critical);
+        assert_eq!(h.categories, ["gas", "trapped"]);
+        assert_eq!(h.advice, ["开窗通风。", "拨打119。"]);
+        assert!(s.hazard("要把这里炸掉").is_none());
+        assert!(Screener::from_toml("[[category]]\nname='x'\naction='flag'\nurgency='soon'\nwords=['a']").is_err(), "unknown urgency");
     }
 }

@@ -1010,6 +1010,10 @@ const NEGATIVE: &[(&str, Group)] = &[
     ("免缴", Group::Fee),
     ("免交", Group::Fee),
     ("不收", Group::Fee),
+    ("不要钱", Group::Fee),
+    ("不花钱", Group::Fee),
+    ("不交钱", Group::Fee),
+    ("不收钱", Group::Fee),
 ];
 
 const POSITIVE: &[(&str, Group)] = &[
@@ -1021,6 +1025,14 @@ const POSITIVE: &[(&str, Group)] = &[
     ("交费", Group::Fee),
     ("缴费", Group::Fee),
     ("付费", Group::Fee),
+    ("要交钱", Group::Fee),
+    ("要花钱", Group::Fee),
+    ("要收钱", Group::Fee),
+    ("要付钱", Group::Fee),
+    ("交钱", Group::Fee),
+    ("收钱", Group::Fee),
+    ("要钱", Group::Fee),
+    ("花钱", Group::Fee),
     ("须", Group::Need),
     ("需", Group::Need),
     ("要", Group::Need),
@@ -1415,6 +1427,10 @@ mod tests {
         // 无需缴纳 says no fee: an answer saying 免收 agrees; one saying 收取 does not.
         let sources = &["办理居住证无需缴纳工本费。"];
         assert!(check("免收工本费。", sources).dropped.is_empty());
+        // Spoken fee words count too.
+        let arb = &["劳动争议仲裁不收费。仲裁委员会应当自受理之日起四十五日内结束审理。"];
+        assert_eq!(check("根据资料[1]，申请劳动仲裁要交钱。", arb).dropped.len(), 1);
+        assert!(check("申请劳动仲裁不要钱[1]。", arb).dropped.is_empty());
         assert_eq!(check("要收取工本费。", sources).dropped.len(), 1);
     }
 
