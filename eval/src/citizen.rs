@@ -269,9 +269,18 @@ fn grade_one(client: &Client, server: &crate::soak::Server, c: &Case) -> anyhow:
     // Facts of a generated answer that none of its cited passages hold.
     let mut hallucinated = Vec::new();
     if kind == "generated" {
+        // The model's own words: the verbatim excerpt (原文摘录, or the quoted fallback) is
+        // the source itself, and may quote text past the cited chunk.
+        let excerpt = v["excerpt"]["text"].as_str().unwrap_or("");
+        let own: String = match text.find("\n\n原文摘录[") {
+            Some(i) => text[..i].to_string(),
+            None => text.to_string(),
+        };
+        let one_line = excerpt.split_whitespace().collect::<Vec<_>>().join(" ");
+        let own = if one_line.is_empty() { own } else { own.replace(&one_line, "") };
         let sources: String = citations.iter().map(|c| format!("{}\n{}\n", c["title"].as_str().unwrap_or(""), c["text"].as_str().unwrap_or(""))).collect();
         let sources = norm(&sources);
-        for sentence in text.split(['。', '！', '？', '；', '\n']) {
+        for sentence in own.split(['。', '！', '？', '；', '\n']) {
             for f in facts(sentence) {
                 let n = norm(&f);
                 // The assistant's own hand-off numbers are not claims about a policy.

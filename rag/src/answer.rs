@@ -420,12 +420,12 @@ fn hit_of(chunk: ChunkPayload, id: u64) -> Hit {
     Hit { rank: 1, id, score: 0.0, dense: None, sparse: None, chunk }
 }
 
-/// Whether the sources hold what the question is specifically about: with two or more residual
+/// Whether the sources hold what the question is specifically about: with three or more residual
 /// bigrams ([`Lexicon::residual_terms`]), at least one of them occurs in a source's text or
 /// title. One miss-free bigram is enough on purpose: the check is for questions about another
 /// matter of the same entity (密码 on a card whose documents never mention one), not wording.
 fn covers_residual(residual: &[String], sources: &[Hit]) -> bool {
-    if residual.len() < 2 {
+    if residual.len() < 3 {
         return true;
     }
     residual.iter().any(|b| sources.iter().any(|h| h.chunk.text.contains(b.as_str()) || h.chunk.title.contains(b.as_str())))
@@ -560,13 +560,15 @@ pub fn finish(question: &str, text: &str, sources: &[Hit], following: &[String],
     if cited.is_empty() || !grounded {
         return Answer { timings, refusal_reason: Some(RefusalReason::Ungrounded), ..refusal(relevance, 0.0) };
     }
-    // Every fact of the answer must be in the sources the model was given (not only the ones
-    // it cited: a right fact under a wrong marker is still grounded); sentences that state one
-    // that is not, or contradict a source, are dropped (crate::grounding).
-    let texts: Vec<String> = sources
+    // Every fact of the answer must be in the passages it cites (with the text that follows
+    // each, which the excerpt may quote); sentences that state one that is not, or contradict
+    // them, are dropped (crate::grounding). The citizen checks a fact against its citation.
+    let texts: Vec<String> = cited
         .iter()
-        .enumerate()
-        .map(|(i, h)| format!("{}\n{}\n{}", h.chunk.title, h.chunk.text, following.get(i).map(String::as_str).unwrap_or("")))
+        .map(|&n| {
+            let h = &sources[n - 1];
+            format!("{}\n{}\n{}", h.chunk.title, h.chunk.text, following.get(n - 1).map(String::as_str).unwrap_or(""))
+        })
         .collect();
     let check = crate::grounding::check(trimmed, &texts.iter().map(String::as_str).collect::<Vec<_>>());
     let body = if check.dropped.is_empty() { trimmed.to_string() } else { check.text.trim().to_string() };
@@ -736,11 +738,9 @@ impl Answerer {
     /// harmful / status / small talk / service request (no retrieval); an entity the knowledge
     /// base has nothing on; a FAQ that answers the same question (same entity, same aspect, its
     /// words cover the question's); the sources (the named entity's documents, else hybrid
-    /// search behind the relevance gate); a source that states the aspect asked. Only then is a
-    /// prompt built. (The question's specific words, [`Lexicon::residual_terms`], are checked
-    /// only for verbatim FAQ answers: as a refusal rule on documents they refused ordinary
-    /// paraphrases on the dev part of the citizen set, since bigrams of filler such as 能当天拿
-    /// are rarely in a document.)
+    /// search behind the relevance gate); a source that states the aspect asked; a source that
+    /// holds the question's specific words ([`Lexicon::residual_terms`]: 改名, 最长, 密码 when
+    /// the entity's documents never mention them). Only then is a prompt built.
     pub fn plan(&self, req: &AskRequest) -> Result<Plan> {
         let t0 = Instant::now();
         let q = req.question.trim();
@@ -814,6 +814,11 @@ impl Answerer {
             // Passages that state the aspect first.
             let rest: Vec<Hit> = sources.iter().filter(|h| !self.lexicon.states(aspect, &h.chunk.text)).cloned().collect();
             sources = stating.into_iter().chain(rest).take(self.config.context_chunks).collect();
+        }
+        if by_entity && !covers_residual(&residual, &sources) {
+            let texts: Vec<&str> = pool.iter().map(|h| h.chunk.text.as_str()).collect();
+            let covered = self.lexicon.aspects_stated(texts.iter().copied());
+            return Ok(not_covered(&covered, "与您所问具体情况直接相关的内容", relevance));
         }
         let following = self.following(&sources)?;
         tracing::debug!(question = asked, sources = ?sources.iter().map(|h| format!("{}#{}", h.chunk.doc_id, h.chunk.chunk_index)).collect::<Vec<_>>(), by_entity, "answer sources");

@@ -188,7 +188,17 @@ pub fn normalise(text: &str) -> String {
 }
 
 /// Particles and filler that say nothing about the topic (for [`Lexicon::residual_terms`]).
-const FILLER: &str = "的了吗呢啊吧呀哦嘛么我你您他她它们想要请问一下这个那个是不有没在和与及或就都还也又再很太得地着过把被给让对向从到";
+const FILLER: &str = "的了吗呢啊吧呀哦嘛么我你您他她它们想要请问一下这个那个是不有没在和与及或就都还也又再很太得地着过把被给让对向从到才该能会";
+
+/// Everyday words that are not what a question is specifically about (where, now, if, my
+/// family): removed before the residual check, so "我来这边才住了三个月" is not refused for
+/// 这边 being absent from every document. Cut as whole words, before the filler characters.
+const GENERIC_WORDS: &[&str] = &[
+    "应该", "这边", "那边", "这里", "那里", "本地", "外地", "现在", "已经", "还是", "是否", "然后", "如果", "的话", "一般",
+    "大概", "同志", "麻烦", "师傅", "老人", "家里", "孩子", "娃儿", "老伴", "儿子", "女儿", "老公", "老婆", "爸妈",
+    "父母", "自己", "本人", "别人", "人家", "东西", "事情", "情况", "问题", "时候", "办理", "申请", "知道", "告诉",
+    "谢谢", "您好", "你好", "车子", "上次", "之前", "以后", "以前", "今年", "去年", "明年", "这个", "那个", "什么", "怎么",
+];
 
 impl Lexicon {
     /// Read `understanding.toml`, `synonyms.toml` and `intents.jsonl` from `dir` (the
@@ -404,6 +414,10 @@ impl Lexicon {
             cut.extend(c.asked.iter().map(String::as_str));
         }
         cut.extend(self.cues.small_talk.iter().map(String::as_str));
+        cut.extend(GENERIC_WORDS.iter().copied());
+        for term in &self.terms {
+            cut.extend(term.variants.iter().map(String::as_str));
+        }
         cut.sort_by_key(|w| std::cmp::Reverse(w.chars().count()));
         for w in cut {
             if w.chars().count() >= 2 {
@@ -415,6 +429,10 @@ impl Lexicon {
         for piece in kept.split('|') {
             let cs: Vec<char> = piece.chars().collect();
             for w in cs.windows(2) {
+                // Numbers are facts the answer may state in other forms (第6年 / 六年).
+                if w.iter().any(|c| c.is_ascii_digit()) {
+                    continue;
+                }
                 let b: String = w.iter().collect();
                 if !out.contains(&b) {
                     out.push(b);
