@@ -101,6 +101,9 @@ struct SynonymsFile {
 struct KindCues {
     #[serde(default)]
     harmful: Vec<String>,
+    /// The model's harmful reading counts only with one of these in the message.
+    #[serde(default)]
+    harmful_hints: Vec<String>,
     #[serde(default)]
     status: Vec<String>,
     #[serde(default)]
@@ -244,7 +247,12 @@ impl Lexicon {
             }
         }
         let norm = |v: Vec<String>| v.into_iter().map(|w| normalise(&w)).filter(|w| !w.is_empty()).collect::<Vec<_>>();
-        let cues = KindCues { harmful: norm(u.kind.harmful), status: norm(u.kind.status), small_talk: norm(u.kind.small_talk) };
+        let cues = KindCues {
+            harmful: norm(u.kind.harmful),
+            harmful_hints: norm(u.kind.harmful_hints),
+            status: norm(u.kind.status),
+            small_talk: norm(u.kind.small_talk),
+        };
         let aspects = u
             .aspect
             .cues
@@ -322,7 +330,7 @@ impl Lexicon {
                 // set); otherwise the message is a question, the safe default.
                 match k {
                     MessageKind::ServiceRequest | MessageKind::Question => (k, p, "model"),
-                    MessageKind::Harmful if p >= 0.7 => (k, p, "model"),
+                    MessageKind::Harmful if p >= 0.7 && has(&self.cues.harmful_hints) => (k, p, "model"),
                     MessageKind::Status | MessageKind::SmallTalk if p >= 0.6 => (k, p, "model"),
                     _ => (MessageKind::Question, p, "model"),
                 }
@@ -670,6 +678,20 @@ docs = []
         assert!(!source_matches("juzhuzheng", "docs/juzhuzheng-shenling.md"));
         assert!(source_matches("faq:juzhuzheng-duojiu", "faq/changjian-wenti.jsonl#juzhuzheng-duojiu"));
         assert!(!source_matches("juzhuzheng-duojiu", "faq/changjian-wenti.jsonl#juzhuzheng-duojiu"));
+    }
+
+    #[test]
+    fn the_shipped_lists_read_everyday_messages() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../knowledge-base");
+        let l = Lexicon::load(&dir).expect("knowledge-base word lists");
+        let kind = |q: &str| l.understand(q).kind;
+        // A recipe is not a crime because "怎么做" is also how forgers ask.
+        assert_eq!(kind("红烧肉怎么做才好吃"), MessageKind::Question);
+        assert_eq!(kind("能不能帮我做个假的租房合同"), MessageKind::Harmful);
+        assert_eq!(kind("我家楼下的路灯坏了三天了，晚上黑漆漆的"), MessageKind::ServiceRequest);
+        assert_eq!(kind("居住证要带哪些材料"), MessageKind::Question);
+        assert_eq!(l.understand("居住证要带哪些材料").aspect.as_deref(), Some("材料"));
+        assert_eq!(l.understand("老板欠了我两个月工钱").expansions.first().map(String::as_str), Some("工资"));
     }
 
     #[test]
