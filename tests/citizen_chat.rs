@@ -84,6 +84,7 @@ fn service_requests_become_tickets_and_hazards_are_urgent() {
     let advice = a["request"]["advice"].as_str().unwrap_or_default();
     assert!(advice.contains("远离") && advice.contains("120"), "{a}");
     assert!(a["answer"].as_str().unwrap().starts_with("【安全提示】"), "{a}");
+    assert_ne!(a["request"]["form"]["ticket"]["request_type"], "consult", "a request is not a consultation: {a}");
     let t = file(&s, &a, q);
     assert_eq!(t["urgency"], "urgent", "the hazard word list raises urgency: {t}");
     assert!(t["flags"].as_array().unwrap().iter().any(|f| f == "hazard_manhole"), "{t}");

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 use zhengwu_hotline::intel::http::IntelService;
-use zhengwu_hotline::tickets::model::Channel;
+use zhengwu_hotline::intel::form::Provenance;
+use zhengwu_hotline::tickets::model::{Channel, RequestType};
 use zhengwu_rag::answer::{RequestDraft, RequestDrafter};
 
 /// The hotline's form filling, dispatch ranking and hazard word list behind the knowledge
@@ -17,7 +18,16 @@ pub struct HotlineDrafter {
 
 impl RequestDrafter for HotlineDrafter {
     fn draft(&self, text: &str) -> Result<RequestDraft, String> {
-        let (_, form) = self.intel.fill_form(text, Channel::App).map_err(|e| e.to_string())?;
+        let (_, mut form) = self.intel.fill_form(text, Channel::App).map_err(|e| e.to_string())?;
+        // The chat already read this as something to be handled, not a question: a 咨询 reading
+        // of the type model becomes 求助 (the citizen can still change it on the form).
+        if form.ticket.request_type == RequestType::Consult {
+            form.ticket.request_type = RequestType::Help;
+            form.provenance.insert(
+                "request_type".into(),
+                Provenance { source: "rule", by: "citizen_chat_service_request".into(), evidence: Some("read as a service request, not a question".into()), confidence: None },
+            );
+        }
         let suggestion = self.intel.dispatcher().and_then(|d| d.suggest(text, &[], &[])).map_err(|e| e.to_string())?;
         // The department the hotline would pick first; the reply calls it a first judgement
         // (系统初判): the agent who dispatches the ticket decides.
