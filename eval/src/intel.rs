@@ -270,7 +270,64 @@ pub fn run_dispatch(args: &EvalArgs) -> anyhow::Result<Report> {
     md.push_str(&curve);
     report.section(md);
     realistic_dispatch(&mut report, &catalogue, &rules, &art, &texts, &gold)?;
+    if let Some(out) = &args.dispatch_dump {
+        let e5 = models.embedder("multilingual-e5-small")?;
+        dump_dispatch_evidence(out, &catalogue, &rules, &art, e5.as_ref(), &texts, &gold)?;
+    }
     Ok(report)
+}
+
+/// Every row's evidence, one JSON object per line: `id`, `split` (`msga`, `dev` or `report`),
+/// `gold`, `text`, `rule` (lead of the first matching rule), `model` and `duty` (top 5 as
+/// `[dept, probability]`), `keywords` (`[dept, score]`).
+fn dump_dispatch_evidence(
+    out: &Path,
+    catalogue: &Catalogue,
+    rules: &[zhengwu_hotline::intel::dispatch::Rule],
+    art: &Artifact,
+    e5: &dyn Embedder,
+    msga_texts: &[&str],
+    msga_gold: &[&str],
+) -> anyhow::Result<()> {
+    // The written examples, embedded, for a nearest-examples voice (`e5`: per department the
+    // best cosine similarity of the row to one of its examples).
+    let examples_dir = knowledge_file("dispatch_examples").context("knowledge-base/dispatch_examples not found")?;
+    let examples = zhengwu_hotline::intel::duty::read_examples(&examples_dir)?;
+    let ex_texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let ex_vecs = zhengwu_hotline::intel::features::embed_truncated(e5, &ex_texts, 200)?;
+    let mut rows: Vec<(String, String, String, String)> = msga_texts.iter().zip(msga_gold).enumerate().map(|(i, (t, g))| (format!("msga-{i}"), "msga".into(), g.to_string(), t.to_string())).collect();
+    if let Some(path) = realistic_set_path() {
+        for l in fs_err::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()) {
+            let r: RealisticRequest = serde_json::from_str(l)?;
+            rows.push((r.id, r.split, r.dept, r.text));
+        }
+    }
+    let texts: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    let mut model = Vec::new();
+    for chunk in texts.chunks(256) {
+        model.extend(art.classify(chunk)?);
+    }
+    let row_vecs = zhengwu_hotline::intel::features::embed_truncated(e5, &texts, 200)?;
+    let mut f = std::io::BufWriter::new(fs_err::File::create(out)?);
+    for (i, (id, split, gold, text)) in rows.iter().enumerate() {
+        let mut best: std::collections::HashMap<&str, f32> = std::collections::HashMap::new();
+        for (e, v) in examples.iter().zip(&ex_vecs) {
+            let cos: f32 = v.iter().zip(&row_vecs[i]).map(|(a, b)| a * b).sum();
+            let b = best.entry(e.dept.as_str()).or_insert(f32::MIN);
+            *b = b.max(cos);
+        }
+        let mut e5_top: Vec<(String, f32)> = best.into_iter().map(|(d, c)| (d.to_string(), c)).collect();
+        e5_top.sort_by(|a, b| b.1.total_cmp(&a.1));
+        e5_top.truncate(8);
+        let rule = rules.iter().find(|r| r.matches(text).is_some()).map(|r| r.lead.clone());
+        let duty: Vec<(String, f32)> = catalogue.duty_model().map(|m| m.predict(text).into_iter().take(5).map(|s| (s.dept, s.probability)).collect()).unwrap_or_default();
+        let m: Vec<(String, f32)> = model[i].iter().take(5).map(|r| (r.label.clone(), r.confidence)).collect();
+        let kw: Vec<(String, f32)> = catalogue.keyword_hits(text).into_iter().map(|h| (h.dept, h.score)).collect();
+        let line = serde_json::json!({"id": id, "split": split, "gold": gold, "text": text, "rule": rule, "model": m, "duty": duty, "keywords": kw, "e5": e5_top});
+        std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes())?;
+    }
+    std::io::Write::flush(&mut f)?;
+    Ok(())
 }
 
 /// One request of the written dispatch set (`eval/sets/dispatch_realistic.jsonl`).
@@ -345,25 +402,28 @@ fn realistic_dispatch(
     );
     let mut reliability = String::new();
     let mut misses = String::new();
-    let mut sweep = String::from("\n### Duty-match settings (chosen on the dev part and MSGABench; the report part was not looked at)\n\n| setting | dev top-1 | dev auto coverage | dev accuracy on auto | MSGABench top-1 | MSGABench auto coverage | MSGABench accuracy on auto |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let mut sweep = String::from("\n### Settings (chosen on the dev part and MSGABench; the report part was not used to choose)\n\n| setting | dev top-1 | dev auto coverage | dev accuracy on auto | MSGABench top-1 | MSGABench auto coverage | MSGABench accuracy on auto |\n|---|---:|---:|---:|---:|---:|---:|\n");
     let deployed = DispatchConfig::default();
-    let mut variants: Vec<(String, DispatchConfig, Option<String>)> = vec![
-        ("deployed (duty match)".into(), deployed.clone(), Some("dispatch.realistic".into())),
-        ("duty match off (before)".into(), DispatchConfig { duty_match_min_chars: 0.0, auto_alone_min: 0.0, ..deployed.clone() }, Some("dispatch.realistic.no_duty_match".into())),
+    // The catalogue without its written requests: keywords and duties only, no duty model.
+    let bare = Arc::new(Catalogue::parse(&fs_err::read_to_string(knowledge_file("departments.toml").context("knowledge-base/departments.toml not found")?)?).map_err(|e| anyhow::anyhow!(e))?);
+    let mut variants: Vec<(String, Arc<Catalogue>, DispatchConfig, Option<String>)> = vec![
+        (format!("deployed (duty model on {} written requests)", catalogue.duty_model().map_or(0, |m| m.examples())), catalogue.clone(), deployed.clone(), Some("dispatch.realistic".into())),
+        ("without the duty model".into(), bare, deployed.clone(), Some("dispatch.realistic.no_duty_model".into())),
     ];
     // The sweep the deployed values were chosen from (on the dev part and MSGABench only).
-    for min_chars in [2.0f32, 3.0] {
-        for below in [1.0f32, 0.9, 0.8] {
-            for alone in [0.0f32, 0.95, 0.98, 2.0] {
+    for trusted in [0.9f32, 0.95, 0.97, 0.99, 2.0] {
+        for veto in [0.6f32, 0.7, 0.8, 1.0] {
+            for auto in [0.75f32, 0.8, 0.85] {
                 variants.push((
-                    format!("sweep: keywords ≥ {min_chars} chars, model below {below}, auto without a keyword from {alone}"),
-                    DispatchConfig { duty_match_min_chars: min_chars, duty_match_model_below: below, auto_alone_min: alone, ..deployed.clone() },
+                    format!("sweep: model alone from {trusted}, model veto from {veto}, auto from {auto}"),
+                    catalogue.clone(),
+                    DispatchConfig { model_trusted_from: trusted, model_veto_from: veto, auto_threshold: auto, ..deployed.clone() },
                     None,
                 ));
             }
         }
     }
-    for (label, config, prefix) in &variants {
+    for (label, catalogue, config, prefix) in &variants {
         let duty = prefix.as_deref() == Some("dispatch.realistic");
         let prefix = prefix.clone().unwrap_or_default();
         let d = Dispatcher::new(catalogue.clone(), rules.to_vec(), Some(art.clone()), config.clone())?;

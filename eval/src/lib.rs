@@ -91,6 +91,10 @@ pub struct EvalArgs {
     /// `citizen` suite: which part of eval/sets/citizen.jsonl to run: `dev`, `report` or `all`.
     #[arg(long, default_value = "all")]
     pub citizen_split: String,
+    /// `dispatch` suite: also write every row's evidence (rule, model, duty model and keyword
+    /// scores) as JSON lines to this file, for studying how to combine them on the dev part.
+    #[arg(long)]
+    pub dispatch_dump: Option<PathBuf>,
     /// Internal: run one model's measurement in this process and print JSON.
     #[arg(long, hide = true)]
     pub child: bool,

@@ -7,7 +7,11 @@ use std::path::Path;
 use aho_corasick::{AhoCorasick, MatchKind};
 use serde::{Deserialize, Serialize};
 
+use crate::intel::duty::{read_examples, DutyExample, DutyModel};
 use crate::intel::IntelError;
+
+/// The folder of written requests per department, beside `departments.toml`.
+pub const EXAMPLES_DIR: &str = "dispatch_examples";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +51,9 @@ pub struct Catalogue {
     keywords: AhoCorasick,
     /// Pattern index → (department index, keyword).
     keyword_owner: Vec<(usize, String)>,
+    /// Trained on the keywords, duties and written examples (`dispatch_examples/` beside the
+    /// catalogue file), when there are examples.
+    duty: Option<DutyModel>,
 }
 
 impl std::fmt::Debug for Catalogue {
@@ -56,9 +63,29 @@ impl std::fmt::Debug for Catalogue {
 }
 
 impl Catalogue {
+    /// Load `departments.toml`, and the written requests of `dispatch_examples/` beside it when
+    /// that folder exists (see [`crate::intel::duty`]).
     pub fn load(path: &Path) -> Result<Catalogue, IntelError> {
         let text = fs_err::read_to_string(path).map_err(|e| IntelError::Config(e.to_string()))?;
-        Catalogue::parse(&text).map_err(|e| IntelError::Config(format!("{}: {e}", path.display())))
+        let catalogue = Catalogue::parse(&text).map_err(|e| IntelError::Config(format!("{}: {e}", path.display())))?;
+        let examples_dir = path.parent().unwrap_or(Path::new(".")).join(EXAMPLES_DIR);
+        if !examples_dir.is_dir() {
+            return Ok(catalogue);
+        }
+        let examples = read_examples(&examples_dir)?;
+        catalogue.with_examples(&examples).map_err(|e| IntelError::Config(format!("{}: {e}", examples_dir.display())))
+    }
+
+    /// Train the duty model on the catalogue and `examples` (replacing any earlier one).
+    pub fn with_examples(mut self, examples: &[DutyExample]) -> Result<Catalogue, String> {
+        let depts: Vec<(String, Vec<String>, String)> = self.departments.iter().map(|d| (d.id.clone(), d.keywords.clone(), d.duties.clone())).collect();
+        self.duty = Some(DutyModel::train(&depts, examples)?);
+        Ok(self)
+    }
+
+    /// The model of the departments' duties, when the catalogue came with written examples.
+    pub fn duty_model(&self) -> Option<&DutyModel> {
+        self.duty.as_ref()
     }
 
     pub fn parse(text: &str) -> Result<Catalogue, String> {
@@ -100,7 +127,7 @@ impl Catalogue {
             .match_kind(MatchKind::Standard)
             .build(&patterns)
             .map_err(|e| format!("keywords: {e}"))?;
-        Ok(Catalogue { departments, by_id, by_name, keywords, keyword_owner })
+        Ok(Catalogue { departments, by_id, by_name, keywords, keyword_owner, duty: None })
     }
 
     pub fn departments(&self) -> &[Department] {

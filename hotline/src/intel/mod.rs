@@ -12,6 +12,7 @@ pub mod callback;
 pub mod data;
 pub mod departments;
 pub mod dispatch;
+pub mod duty;
 pub mod features;
 pub mod form;
 pub mod form_llm;
