@@ -16,7 +16,7 @@ use zhengwu_inference::Embedder;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// What to train: classify (3 classifiers), dispatch, callback, or all.
+    /// What to train: classify (3 classifiers), dispatch, callback, all, or one model by name (classify-teddy).
     pub what: String,
     /// Data folder with the layout of ../shared/data.
     #[arg(long, default_value = "../shared/data")]
@@ -36,6 +36,25 @@ pub struct TrainArgs {
     /// took them.
     #[arg(long)]
     pub tickets_db: Option<String>,
+    /// Departments with fewer handled tickets than this in the ticket database contribute none:
+    /// one stray correction should not teach the model a department.
+    #[arg(long, default_value_t = 3)]
+    pub tickets_min_per_dept: usize,
+}
+
+/// Keep the examples of departments with at least `min` of them; returns the departments left
+/// out with their counts.
+fn at_least_per_dept(examples: &mut Vec<zhengwu_hotline::intel::artifact::Example>, min: usize) -> Vec<(String, usize)> {
+    use zhengwu_hotline::intel::artifact::Target;
+    let mut counts: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for e in examples.iter() {
+        if let Target::Class(c) = &e.target {
+            *counts.entry(c.clone()).or_default() += 1;
+        }
+    }
+    let few: Vec<(String, usize)> = counts.into_iter().filter(|(_, n)| *n < min).collect();
+    examples.retain(|e| !matches!(&e.target, Target::Class(c) if few.iter().any(|(d, _)| d == c)));
+    few
 }
 
 /// Dispatch examples from handled tickets: (summary + text) → final lead department (catalogue id).
@@ -107,7 +126,7 @@ fn sha256_file(p: &Path) -> anyhow::Result<(String, u64)> {
 /// `embedding`: the embedding model for the features (`--embedding-model`), `None` for n-grams only.
 pub fn run(args: TrainArgs, registry_path: &Path, registry: &Registry, embedding: Option<String>) -> anyhow::Result<()> {
     let tasks = Task::in_group(&args.what);
-    anyhow::ensure!(!tasks.is_empty(), "unknown training target `{}`: classify, dispatch, callback or all", args.what);
+    anyhow::ensure!(!tasks.is_empty(), "unknown training target `{}`: classify, dispatch, callback, all or a model name", args.what);
     anyhow::ensure!(args.data.is_dir(), "data folder {} not found", args.data.display());
     let embedder: Option<Arc<dyn Embedder>> = match &embedding {
         None => None,
@@ -145,8 +164,16 @@ pub fn run(args: TrainArgs, registry_path: &Path, registry: &Registry, embedding
         let t0 = std::time::Instant::now();
         let mut loaded = task.load(&args.data, catalogue.as_ref())?;
         if let (Task::Dispatch, Some(url), Some(cat)) = (task, &args.tickets_db, &catalogue) {
-            let (extra, unknown) = ticket_examples(url, cat)?;
+            let (mut extra, unknown) = ticket_examples(url, cat)?;
+            let few = at_least_per_dept(&mut extra, args.tickets_min_per_dept);
             eprintln!("train {name}: {} handled tickets from the ticket database ({unknown} with a department not in the catalogue)", extra.len());
+            if !few.is_empty() {
+                eprintln!(
+                    "train {name}: left out departments with fewer than {} handled tickets: {}",
+                    args.tickets_min_per_dept,
+                    few.iter().map(|(d, n)| format!("{d} ({n})")).collect::<Vec<_>>().join(", ")
+                );
+            }
             loaded.examples.extend(extra);
         }
         eprintln!("train {name}: {} examples ({} rows skipped{})", loaded.examples.len(), loaded.skipped, if loaded.notes.is_empty() { String::new() } else { format!(": {}", loaded.notes.join("; ")) });
@@ -193,6 +220,17 @@ pub fn run(args: TrainArgs, registry_path: &Path, registry: &Registry, embedding
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn departments_with_too_few_handled_tickets_are_left_out() {
+        use zhengwu_hotline::intel::artifact::{Example, Target};
+        let ex = |d: &str| Example { text: format!("工单 {d}"), target: Target::Class(d.into()) };
+        let mut v = vec![ex("hrss"), ex("hrss"), ex("hrss"), ex("gas")];
+        let few = at_least_per_dept(&mut v, 3);
+        assert_eq!(few, vec![("gas".to_string(), 1)]);
+        assert_eq!(v.len(), 3);
+        assert!(at_least_per_dept(&mut v, 0).is_empty());
+    }
 
     #[test]
     fn registry_update_touches_only_the_named_entry() {

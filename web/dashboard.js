@@ -68,6 +68,16 @@
         el('td', { text: o.lead_dept || '未派发' }), el('td', { text: fmtTime(o.reply_by) })));
     }
     if (!(m.overdue || []).length) tb.appendChild(el('tr', null, el('td', { colspan: '4', class: 'hint', text: '暂无超期工单' })));
+    const wb = clear($('#dispatch-weeks'));
+    const weeks = Object.entries(m.dispatch_by_week || {}).reverse();
+    for (const [monday, w] of weeks) {
+      const [acc, accD] = rateText(w.auto_accuracy);
+      const [cor, corD] = rateText(w.corrected);
+      wb.appendChild(el('tr', null,
+        el('td', { text: monday }), el('td', { text: String(w.dispatched ?? 0) }), el('td', { text: String(w.auto ?? 0) }),
+        el('td', { text: `${acc} (${accD})` }), el('td', { text: `${cor} (${corD})` })));
+    }
+    if (!weeks.length) wb.appendChild(el('tr', null, el('td', { colspan: '5', class: 'hint', text: '暂无派单记录' })));
     $('#metrics-status').textContent = truncated ? '数据量较大，部分统计已截断。' : `统计已更新（${fmtTime(new Date().toISOString())}）`;
   }
 

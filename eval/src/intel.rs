@@ -193,6 +193,7 @@ pub fn run_classify(args: &EvalArgs) -> anyhow::Result<Report> {
         ));
         eprintln!("{metric}: accuracy {acc:.3} macro-F1 {f1:.3} on {} rows", rows.len());
     }
+    md.push_str(&crate::classify_cv::teddy_cross_validation(&mut models, &args.data, &mut report)?);
     if !second.is_empty() {
         md.push_str(&format!(
             "\n### Chat-model second opinion on unsure rows (top class < 0.5)\n\nThe chat model ({}) picks among the classifier's top 3, as `/api/classify` does.\n\n| model | unsure rows asked | answered with a valid pick | classifier right | with the chat model's pick |\n|---|---:|---:|---:|---:|\n{second}",
@@ -406,8 +407,25 @@ fn realistic_dispatch(
     let deployed = DispatchConfig::default();
     // The catalogue without its written requests: keywords and duties only, no duty model.
     let bare = Arc::new(Catalogue::parse(&fs_err::read_to_string(knowledge_file("departments.toml").context("knowledge-base/departments.toml not found")?)?).map_err(|e| anyhow::anyhow!(e))?);
+    // The calibration refit on the dev part (a deployment that edits its written requests or
+    // its catalogue refits here and copies the numbers into `[dispatch] calibration`).
+    let refit = {
+        let d = Dispatcher::new(catalogue.clone(), rules.to_vec(), Some(art.clone()), deployed.clone())?;
+        let dev: Vec<&RealisticRequest> = set.iter().filter(|r| r.split == "dev").collect();
+        let texts: Vec<&str> = dev.iter().map(|r| r.text.as_str()).collect();
+        let sugg = d.suggest_many(&texts, &[], &vec![Vec::new(); texts.len()])?;
+        let points: Vec<(zhengwu_hotline::intel::dispatch::BlendEvidence, bool)> =
+            sugg.iter().zip(&dev).filter_map(|(s, r)| s.blend.map(|e| (e, s.lead.as_ref().is_some_and(|l| l.dept == r.dept)))).collect();
+        zhengwu_hotline::intel::dispatch::fit_calibration(&points)
+    };
+    report.section(format!(
+        "## Calibration of blended leads\n\nDeployed `[dispatch] calibration` = {:?}; refit on the dev part now = [{}].\n",
+        deployed.calibration,
+        refit.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(", ")
+    ));
     let mut variants: Vec<(String, Arc<Catalogue>, DispatchConfig, Option<String>)> = vec![
         (format!("deployed (duty model on {} written requests)", catalogue.duty_model().map_or(0, |m| m.examples())), catalogue.clone(), deployed.clone(), Some("dispatch.realistic".into())),
+        ("calibration refit on the dev part".into(), catalogue.clone(), DispatchConfig { calibration: refit, ..deployed.clone() }, Some("dispatch.realistic.refit".into())),
         ("without the duty model".into(), bare, deployed.clone(), Some("dispatch.realistic.no_duty_model".into())),
     ];
     // The sweep the deployed values were chosen from (on the dev part and MSGABench only).
@@ -722,6 +740,7 @@ pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
             end += 40;
         }
     }
+    let relevance = copilot_knowledge_relevance(&kb)?;
     // The store flushes when dropped: drop it before removing its folder.
     drop(kb);
     let _ = fs_err::remove_dir_all(&dir);
@@ -741,5 +760,65 @@ As in the server, the three models share one bounded in-memory embedding cache (
         calls.len(),
         args.threads.unwrap_or(1)
     ));
+    if let Some((md, metrics)) = relevance {
+        for (k, v) in metrics {
+            report.metric(k, v);
+        }
+        report.section(md);
+    }
     Ok(report)
+}
+
+/// Matters of the written dispatch set that the starter knowledge base has a document on
+/// (`knowledge-base/policy`): for the others, the co-pilot should show no article at all.
+const COVERED_MATTERS: &[&str] = &["公积金提取/缴存", "户籍/居住证", "社保/养老金", "拖欠工资", "低保/养老院", "入学/学位", "医保报销"];
+
+/// `copilot.knowledge.*`: for each written request of `eval/sets/dispatch_realistic.jsonl` (both
+/// parts: nothing here was tuned on them), the knowledge the co-pilot would show after the
+/// server's relevance rules ([`zhengwu_rag::answer::keep_relevant`]).
+fn copilot_knowledge_relevance(kb: &zhengwu_rag::KnowledgeBase) -> anyhow::Result<Option<(String, Vec<(String, f64)>)>> {
+    let Some(path) = realistic_set_path() else { return Ok(None) };
+    let lexicon = zhengwu_rag::understand::Lexicon::load(&knowledge_file("understanding.toml").and_then(|p| p.parent().map(Path::to_path_buf)).context("knowledge-base/ not found")?)?;
+    let gate = zhengwu_rag::answer::AnswerConfig::default();
+    let (mut unc, mut unc_none, mut cov, mut cov_some) = (0usize, 0usize, 0usize, 0usize);
+    let mut shown = String::new();
+    let mut missed = String::new();
+    for l in fs_err::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()) {
+        let r: RealisticRequest = serde_json::from_str(l)?;
+        let req = zhengwu_rag::SearchRequest { query: r.text.clone(), mode: zhengwu_rag::Mode::Hybrid, limit: 3, filter: Default::default(), include_expired: false, weights: None };
+        let mut hits = kb.search(&req)?;
+        zhengwu_rag::answer::keep_relevant(&lexicon, &gate, &r.text, &mut hits);
+        if COVERED_MATTERS.contains(&r.matter.as_str()) {
+            cov += 1;
+            cov_some += usize::from(!hits.is_empty());
+            if hits.is_empty() {
+                let u = lexicon.understand(&r.text);
+                missed.push_str(&format!("| {} | {} | {} | {} |\n", r.id, r.matter, u.kind.as_str(), u.entity().map_or("–", |e| e.name.as_str())));
+            }
+        } else {
+            unc += 1;
+            unc_none += usize::from(hits.is_empty());
+            if let Some(h) = hits.first() {
+                shown.push_str(&format!("| {} | {} | {} |\n", r.id, r.matter, h.chunk.doc_id));
+            }
+        }
+    }
+    let no_article = unc_none as f64 / unc.max(1) as f64;
+    let with_article = cov_some as f64 / cov.max(1) as f64;
+    let mut md = format!(
+        "## Co-pilot knowledge on ordinary requests\n\nThe {} written requests of `eval/sets/dispatch_realistic.jsonl` as call transcripts, through hybrid search (top 3) and the citizen answer path's relevance rules, as `/api/copilot` shows them. {} requests are about matters the starter knowledge base has no document on; {} are about matters it covers ({}).\n\n| | requests | share |\n|---|---:|---:|\n| uncovered matter, no article shown | {unc_none} of {unc} | {} |\n| covered matter, an article shown | {cov_some} of {cov} | {} |\n",
+        unc + cov,
+        unc,
+        cov,
+        COVERED_MATTERS.join("、"),
+        pct(no_article),
+        pct(with_article)
+    );
+    if !missed.is_empty() {
+        md.push_str(&format!("\nCovered matters with no article (the message read as something other than a question, naming no 证件/事项 with documents):\n\n| id | matter | read as | entity |\n|---|---|---|---|\n{missed}"));
+    }
+    if !shown.is_empty() {
+        md.push_str(&format!("\nArticles shown for uncovered matters:\n\n| id | matter | first article |\n|---|---|---|\n{shown}"));
+    }
+    Ok(Some((md, vec![("copilot.knowledge.uncovered_no_article".into(), no_article), ("copilot.knowledge.covered_with_article".into(), with_article)])))
 }

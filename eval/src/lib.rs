@@ -6,6 +6,7 @@
 
 pub mod asr;
 pub mod citizen;
+pub mod classify_cv;
 pub mod finetune;
 pub mod intel;
 pub mod kb_scale;

@@ -526,6 +526,13 @@ async fn redispatch_and_metrics(store: &dyn TicketStore) {
     assert_eq!(m.by_department.get("market"), Some(&1));
     assert_eq!(m.by_status.get("callback_done"), Some(&2));
     assert_eq!(m.handling_minutes_median.map(|x| x >= 0.0), Some(true));
+    // The automation against agents' corrections, per week: all three dispatched this week; T2
+    // was returned, and a person overruled the suggestion on T3.
+    assert_eq!(m.dispatch_by_week.len(), 1, "{:?}", m.dispatch_by_week);
+    let week = m.dispatch_by_week.values().next().unwrap();
+    assert_eq!((week.dispatched, week.auto), (3, 2));
+    assert_eq!((week.auto_accuracy.numerator, week.auto_accuracy.denominator), (1, 2));
+    assert_eq!((week.corrected.numerator, week.corrected.denominator), (2, 3));
     // Filtered by district.
     let (w, _) = supervisor::compute(store, &TicketFilter { district: Some("西城区".into()), ..Default::default() }, Utc::now(), 10_000).await.unwrap();
     assert_eq!((w.tickets, w.dispatched), (1, 0));

@@ -497,6 +497,27 @@ fn bigrams(s: &str) -> std::collections::HashSet<(char, char)> {
     cs.windows(2).map(|w| (w[0], w[1])).collect()
 }
 
+/// Keep only the hits that are about what `query` says, by the citizen answer path's rules: the
+/// named 证件/事项's own documents, none when it names one the knowledge base has nothing on,
+/// none for anything but a question (a repair, a complaint, small talk: the citizen answer path
+/// does not answer those from the knowledge base either), else all of them if they pass the
+/// relevance gate and none if they do not. For knowledge shown beside something else (the agent
+/// co-pilot): a call about a broken elevator gets "no matching article", not 居住证 documents.
+pub fn keep_relevant(lexicon: &Lexicon, gate: &AnswerConfig, query: &str, hits: &mut Vec<Hit>) {
+    let u = lexicon.understand(query);
+    let named: Vec<&Entity> = u.entities.iter().filter(|e| !e.docs.is_empty()).collect();
+    if !named.is_empty() {
+        hits.retain(|h| named.iter().any(|e| e.covers(&h.chunk.doc_id)));
+    } else if u.entity().is_some() || u.kind != MessageKind::Question {
+        hits.clear();
+    } else {
+        let relevance = hits.iter().filter_map(|h| h.dense.map(|d| d.score)).fold(0.0f32, f32::max);
+        if !gate.admits(relevance, question_coverage(query, hits)) {
+            hits.clear();
+        }
+    }
+}
+
 /// Share of the question's character bigrams (letters, digits, CJK) that occur in at least one
 /// of the sources: a lexical check that the retrieved text is about what was asked. A question
 /// about car plates scores low against epidemic-control notices even when the embeddings of the

@@ -219,22 +219,9 @@ impl RagState {
         let kb = self.kb().map_err(|e| e.message.clone())?;
         let req = SearchRequest { query: query.to_string(), mode: Mode::Hybrid, limit, filter: KbFilter::default(), include_expired: false, weights: None };
         let mut hits = kb.search(&req).map_err(|e| e.to_string())?;
-        // Only articles that are about what was said (the citizen answer path's rules): the
-        // named 证件/事项's own documents, else hits that pass the relevance gate. A call about a
-        // broken elevator gets "no matching article", not 居住证 documents.
+        // Only articles that are about what was said (the citizen answer path's rules).
         if let Ok(lex) = &self.lexicon {
-            let u = lex.understand(query);
-            let named: Vec<&crate::understand::Entity> = u.entities.iter().filter(|e| !e.docs.is_empty()).collect();
-            if !named.is_empty() {
-                hits.retain(|h| named.iter().any(|e| e.covers(&h.chunk.doc_id)));
-            } else if u.entity().is_some() {
-                hits.clear(); // an entity the knowledge base has nothing on
-            } else {
-                let relevance = hits.iter().filter_map(|h| h.dense.map(|d| d.score)).fold(0.0f32, f32::max);
-                if !self.config.answer.admits(relevance, crate::answer::question_coverage(query, &hits)) {
-                    hits.clear();
-                }
-            }
+            crate::answer::keep_relevant(lex, &self.config.answer, query, &mut hits);
         }
         serde_json::to_value(hits).map_err(|e| e.to_string())
     }

@@ -150,12 +150,37 @@ impl Default for DispatchConfig {
             keyword_weight: 0.2,
             case_weight: 0.15,
             model_trusted_from: 0.97,
-            model_veto_from: 0.7,
-            calibration: [-2.07, 1.79, 3.53, 0.71],
+            model_veto_from: 0.6,
+            calibration: [-2.09, 2.68, 3.71, 0.85],
             rule_confidence: 0.95,
             disputed_rule_confidence: 0.6,
         }
     }
+}
+
+/// Fit the logistic calibration (`σ(c · features)`) to blended leads and whether each was right:
+/// gradient descent on the mean log loss with a small L2 penalty, from zero, deterministic.
+pub fn fit_calibration(points: &[(BlendEvidence, bool)]) -> [f32; 4] {
+    let mut w = [0f64; 4];
+    if points.is_empty() {
+        return [0.0; 4];
+    }
+    let n = points.len() as f64;
+    for _ in 0..20_000 {
+        let mut g = [0f64; 4];
+        for (e, right) in points {
+            let x = e.features().map(f64::from);
+            let z: f64 = x.iter().zip(&w).map(|(a, b)| a * b).sum();
+            let err = 1.0 / (1.0 + (-z).exp()) - f64::from(u8::from(*right));
+            for j in 0..4 {
+                g[j] += err * x[j];
+            }
+        }
+        for j in 0..4 {
+            w[j] -= g[j] / n + 0.001 * w[j];
+        }
+    }
+    w.map(|x| x as f32)
 }
 
 impl DispatchConfig {
@@ -230,6 +255,27 @@ pub struct Suggestion {
     pub reasons: Vec<Reason>,
     /// Which layer decided: `rule`, `model`, `duty`, `keywords`, `none`.
     pub decided_by: String,
+    /// What the lead's confidence was calibrated from, when the blend decided (for refitting
+    /// [`DispatchConfig::calibration`] on written requests: `zhengwu eval dispatch`).
+    #[serde(skip)]
+    pub blend: Option<BlendEvidence>,
+}
+
+/// The inputs of the calibration for a blended lead.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlendEvidence {
+    /// The lead's share of the blend.
+    pub share: f32,
+    /// The duty model's probability of the lead (0 without a duty model).
+    pub duty: f32,
+    /// Whether the strongest keyword match names the lead.
+    pub keyword_names_lead: bool,
+}
+
+impl BlendEvidence {
+    pub fn features(&self) -> [f32; 4] {
+        [1.0, self.share, self.duty, f32::from(u8::from(self.keyword_names_lead))]
+    }
 }
 
 /// A past ticket similar to the new one, with its final department.
@@ -313,7 +359,7 @@ impl Dispatcher {
                 let lead = self.candidate(&rule.lead, confidence);
                 let co: Vec<Candidate> = rule.co_handlers.iter().filter(|d| !exclude.contains(*d)).map(|d| self.candidate(d, confidence)).collect();
                 let bucket = self.bucket(confidence);
-                out.push(Suggestion { lead: Some(lead.clone()), co_handlers: co, bucket, candidates: vec![lead], reasons, decided_by: "rule".into() });
+                out.push(Suggestion { lead: Some(lead.clone()), co_handlers: co, bucket, candidates: vec![lead], reasons, decided_by: "rule".into(), blend: None });
                 continue;
             }
             // 2. + 3. The trained model when it is all but certain, else the blend.
@@ -381,17 +427,20 @@ impl Dispatcher {
                 order.insert(0, j);
             }
             let Some(&lead_j) = order.first() else {
-                out.push(Suggestion { lead: None, co_handlers: Vec::new(), bucket: Bucket::Human, candidates: Vec::new(), reasons, decided_by: "none".into() });
+                out.push(Suggestion { lead: None, co_handlers: Vec::new(), bucket: Bucket::Human, candidates: Vec::new(), reasons, decided_by: "none".into(), blend: None });
                 continue;
             };
-            let confidence = if trusted.is_some() {
-                model_top_p
-            } else {
-                let [c0, c1, c2, c3] = self.config.calibration;
-                let duty_lead = duty_p.as_ref().map_or(0.0, |v| v[lead_j]);
-                let kw_lead = hits.first().is_some_and(|h| h.dept == depts[lead_j]);
-                let z = c0 + c1 * p[lead_j] + c2 * duty_lead + c3 * f32::from(u8::from(kw_lead));
-                1.0 / (1.0 + (-z).exp())
+            let blend = trusted.is_none().then(|| BlendEvidence {
+                share: p[lead_j],
+                duty: duty_p.as_ref().map_or(0.0, |v| v[lead_j]),
+                keyword_names_lead: hits.first().is_some_and(|h| h.dept == depts[lead_j]),
+            });
+            let confidence = match &blend {
+                None => model_top_p,
+                Some(e) => {
+                    let z: f32 = e.features().iter().zip(self.config.calibration).map(|(x, c)| x * c).sum();
+                    1.0 / (1.0 + (-z).exp())
+                }
             };
             let decided_by = if trusted.is_some() || (duty_top.is_none() && model_top == Some(lead_j)) {
                 "model"
@@ -416,7 +465,7 @@ impl Dispatcher {
             }
             let lead = Some(candidates[0].clone());
             let co_handlers = candidates.iter().skip(1).filter(|c| c.confidence >= self.config.co_handler_threshold).cloned().collect();
-            out.push(Suggestion { lead, co_handlers, bucket, candidates, reasons, decided_by: decided_by.into() });
+            out.push(Suggestion { lead, co_handlers, bucket, candidates, reasons, decided_by: decided_by.into(), blend });
         }
         Ok(out)
     }

@@ -817,6 +817,10 @@ async fn metrics_csv(
     ] {
         out.push_str(&format!("rate,{name},{}\n", r.rate.map(|x| format!("{x:.4}")).unwrap_or_default()));
     }
+    for (week, w) in &m.dispatch_by_week {
+        let rate = |r: &crate::intel::supervisor::Rate| r.rate.map(|x| format!("{x:.4}")).unwrap_or_default();
+        out.push_str(&format!("dispatch_week_auto_accuracy,{week},{}\ndispatch_week_corrected,{week},{}\n", rate(&w.auto_accuracy), rate(&w.corrected)));
+    }
     for o in &m.overdue {
         out.push_str(&format!("overdue,{},{}\n", cell(&o.number), cell(o.lead_dept.as_deref().unwrap_or(""))));
     }

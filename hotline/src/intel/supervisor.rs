@@ -12,11 +12,16 @@
 //! - *re-dispatch rate*: dispatched tickets returned (退单) at least once;
 //! - *SLA on-time rate*: of replied tickets, replied by the reply deadline;
 //! - *callback satisfaction*: (satisfied + basically satisfied) / called back;
-//! - *agent handling time*: minutes from creation to acceptance (median, p90).
+//! - *agent handling time*: minutes from creation to acceptance (median, p90);
+//! - *dispatch by week*: per week of the first dispatch (Monday, UTC+8), the automatic
+//!   dispatches, how many of them reached a final department and were right, and how many
+//!   tickets agents corrected (a department returned the ticket, or a person sent it elsewhere
+//!   than the dispatcher suggested): the automation's accuracy against agents' corrections over
+//!   time.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 
 use crate::tickets::model::{Satisfaction, Status, Ticket};
@@ -45,6 +50,19 @@ pub struct OverdueItem {
     pub reply_by: Option<DateTime<Utc>>,
 }
 
+/// One week of dispatch decisions ([`SupervisorMetrics::dispatch_by_week`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DispatchWeek {
+    pub dispatched: u64,
+    pub auto: u64,
+    /// Automatic dispatches whose ticket reached a final department, and of those the ones whose
+    /// first department was the final one.
+    pub auto_accuracy: Rate,
+    /// Tickets agents corrected: returned (退单) at least once, or sent by a person to another
+    /// department than the one suggested.
+    pub corrected: Rate,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SupervisorMetrics {
     pub tickets: u64,
@@ -69,6 +87,8 @@ pub struct SupervisorMetrics {
     pub reopen_rate: Rate,
     pub handling_minutes_median: Option<f64>,
     pub handling_minutes_p90: Option<f64>,
+    /// Keyed by the Monday (UTC+8) of the week of the first dispatch, `YYYY-MM-DD`.
+    pub dispatch_by_week: BTreeMap<String, DispatchWeek>,
 }
 
 fn bump(m: &mut BTreeMap<String, u64>, k: &str) {
@@ -87,6 +107,8 @@ pub fn aggregate(tickets: &[Ticket]) -> SupervisorMetrics {
     let (mut returned, mut replied, mut on_time) = (0u64, 0u64, 0u64);
     let (mut called, mut content, mut reopened) = (0u64, 0u64, 0u64);
     let mut handling: Vec<f64> = Vec::new();
+    // Per week: dispatched, auto, auto judged, auto right, corrected.
+    let mut weeks: BTreeMap<String, (u64, u64, u64, u64, u64)> = BTreeMap::new();
     for t in tickets {
         let b = &t.body;
         bump(&mut m.by_status, b.status.as_str());
@@ -111,6 +133,19 @@ pub fn aggregate(tickets: &[Ticket]) -> SupervisorMetrics {
                 sug_right += u64::from(b.lead_dept.as_deref() == Some(s.as_str()));
             }
             returned += u64::from(b.returns > 0);
+            let local = first.at.unwrap_or(b.created_at) + Duration::hours(8);
+            let monday = (local - Duration::days(i64::from(local.weekday().num_days_from_monday()))).format("%Y-%m-%d").to_string();
+            let w = weeks.entry(monday).or_default();
+            w.0 += 1;
+            if first.auto {
+                w.1 += 1;
+                if done {
+                    w.2 += 1;
+                    w.3 += u64::from(b.lead_dept.as_deref() == Some(first.dept.as_str()));
+                }
+            }
+            let overruled = b.dispatches.iter().any(|d| d.decided_by.as_deref() == Some("person") && d.suggested.as_deref().is_some_and(|s| s != d.dept));
+            w.4 += u64::from(b.returns > 0 || overruled);
         }
         if let (Some(at), Some(by)) = (b.milestones.replied_at, b.deadlines.reply_by) {
             replied += 1;
@@ -147,6 +182,10 @@ pub fn aggregate(tickets: &[Ticket]) -> SupervisorMetrics {
     let q = |p: f64| -> Option<f64> { (!handling.is_empty()).then(|| handling[((handling.len() - 1) as f64 * p).round() as usize]) };
     m.handling_minutes_median = q(0.5);
     m.handling_minutes_p90 = q(0.9);
+    m.dispatch_by_week = weeks
+        .into_iter()
+        .map(|(k, (n, auto, judged, right, corrected))| (k, DispatchWeek { dispatched: n, auto, auto_accuracy: Rate::new(right, judged), corrected: Rate::new(corrected, n) }))
+        .collect();
     m.overdue.sort_by_key(|o| o.reply_by);
     m.overdue.truncate(200);
     m
