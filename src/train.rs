@@ -182,9 +182,9 @@ pub fn run(args: TrainArgs, registry_path: &Path, registry: &Registry, embedding
         if let Some(c) = &cache {
             fz = fz.with_cache(c.clone());
         }
-        let (artifact, report, written) = task.train(&loaded.examples, catalogue.as_ref(), fz)?;
+        let (artifact, report, written) = task.train(&loaded.examples, &loaded.train_only, catalogue.as_ref(), fz)?;
         if written > 0 {
-            eprintln!("train {name}: + {written} written examples from the department catalogue (training split only)");
+            eprintln!("train {name}: + {written} rows that only train (the department catalogue's written examples, label descriptions)");
         }
         artifact.save(&dest)?;
         let (sha, size) = sha256_file(&dest)?;

@@ -110,4 +110,18 @@ fn service_requests_become_tickets_and_hazards_are_urgent() {
     assert!(a["answer"].as_str().unwrap().contains("查询工单"), "{a}");
     let a = ask(&s, "你好");
     assert_eq!(a["kind"], "small_talk", "{a}");
+
+    // The agent co-pilot shows knowledge only when it is about the call (issue 20): none for a
+    // broken elevator, the 居住证 documents for a question about them.
+    let copilot = |transcript: &str| -> Value {
+        let r = client().post(s.url("/api/copilot")).bearer_auth("admin-key-0002").json(&json!({ "transcript": transcript })).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.json().unwrap()
+    };
+    let c = copilot("喂，你好，我们单元的电梯又坏了，停了一个多礼拜了，老人上下楼太难了，物业说在等配件");
+    assert_eq!(c["knowledge"]["hits"].as_array().map(Vec::len), Some(0), "no article for an elevator call: {}", c["knowledge"]);
+    assert_eq!(c["dispatch"]["lead"]["dept"], "market-regulation", "{}", c["dispatch"]);
+    let c = copilot("我想问一下，第一次办居住证需要带哪些材料");
+    let hits = c["knowledge"]["hits"].as_array().cloned().unwrap_or_default();
+    assert!(!hits.is_empty() && hits.iter().all(|h| h["chunk"]["doc_id"].as_str().is_some_and(|d| d.contains("juzhuzheng"))), "{}", c["knowledge"]);
 }

@@ -180,6 +180,7 @@
       case 'rule': return `规则 ${r.rule || ''}${r.description ? '：' + r.description : ''}${r.matched && r.matched.length ? '（命中：' + list(r.matched) + '）' : ''}`;
       case 'model': return `模型 ${r.model || ''}：${deptLabel(r.dept)} ${pct(r.confidence)}`;
       case 'keywords': return `关键词：${deptLabel(r.dept)}（${list(r.matched)}）`;
+      case 'duty': return `职责匹配：${deptLabel(r.dept)} ${pct(r.probability)}`;
       case 'similar_case': return `相似工单 #${r.ticket_id}：${deptLabel(r.dept)}，相似度 ${pct(r.similarity)}`;
       case 'excluded': return `排除 ${deptLabel(r.dept)}：${r.why || ''}`;
       default: return r.kind ? String(r.kind) : '';

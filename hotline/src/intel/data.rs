@@ -10,6 +10,7 @@ use crate::intel::departments::Catalogue;
 use crate::intel::IntelError;
 
 pub const TEDDY: &str = "classify/teddy2020_messages.jsonl";
+pub const TEDDY_TAXONOMY: &str = "classify/teddy2020_taxonomy.jsonl";
 pub const MSGABENCH: &str = "classify/msgabench_citizen_messages.jsonl";
 pub const GOV_QA: &str = "dispatch/msgabench_gov_qa.jsonl";
 pub const NLU_DEPT: &str = "dispatch/msgabench_nlu_dept.jsonl";
@@ -24,6 +25,8 @@ pub struct Loaded {
     pub skipped: usize,
     /// Line-numbered reasons for the first few skipped rows.
     pub notes: Vec<String>,
+    /// Rows that only ever train (descriptions of the labels), never calibrate or score.
+    pub train_only: Vec<Example>,
 }
 
 impl Loaded {
@@ -73,8 +76,29 @@ pub fn teddy(dir: &Path) -> Result<Loaded, IntelError> {
         }
         l.examples.push(Example { text: text.trim().to_string(), target: Target::Class(label.to_string()) });
     }
+    // The taxonomy names 15 first-level labels; the messages use 7. Describe only those, or
+    // the model learns classes that never occur.
+    let used: std::collections::HashSet<String> = l.examples.iter().filter_map(|e| if let Target::Class(c) = &e.target { Some(c.clone()) } else { None }).collect();
+    l.train_only = teddy_taxonomy(dir)?.into_iter().filter(|e| matches!(&e.target, Target::Class(c) if used.contains(c))).collect();
     Ok(l)
 }
+
+/// The Teddy taxonomy as label descriptions, one row per level-2 heading ("l2：l3、l3…" → l1);
+/// none when the file is missing.
+pub fn teddy_taxonomy(dir: &Path) -> Result<Vec<Example>, IntelError> {
+    let file = path(dir, TEDDY_TAXONOMY);
+    if !file.exists() {
+        return Ok(Vec::new());
+    }
+    let mut by_l2: std::collections::BTreeMap<(String, String), Vec<String>> = std::collections::BTreeMap::new();
+    for (_, m) in read_jsonl(&file)? {
+        if !s(&m, "l1").is_empty() {
+            by_l2.entry((s(&m, "l1").to_string(), s(&m, "l2").to_string())).or_default().push(s(&m, "l3").to_string());
+        }
+    }
+    Ok(by_l2.into_iter().map(|((l1, l2), l3)| Example { text: format!("{l2}：{}", l3.join("、")), target: Target::Class(l1) }).collect())
+}
+
 
 /// MSGABench citizen messages: message → `field` (`type` or `domain`); blank labels skipped.
 pub fn msgabench(dir: &Path, field: &str) -> Result<Loaded, IntelError> {

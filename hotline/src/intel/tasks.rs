@@ -88,7 +88,7 @@ impl Task {
                 Ok(Loaded {
                     examples: dialogues.iter().map(|d| Example { text: d.model_text(), target: Target::Values(vec![d.mean_a, d.mean_s]) }).collect(),
                     skipped,
-                    notes: Vec::new(),
+                    ..Default::default()
                 })
             }
         }
@@ -115,14 +115,16 @@ impl Task {
         Featurizer::new(self.feature_config(embedder.as_deref()), embedder)
     }
 
-    /// Train this task's artifact on `examples` (from [`Task::load`], perhaps with more added):
-    /// the dispatch model also gets the catalogue's written examples (training split only), the
-    /// callback model its output names. Returns how many catalogue examples were added.
-    pub fn train(self, examples: &[Example], catalogue: Option<&Catalogue>, featurizer: Featurizer) -> Result<(Artifact, TrainReport, usize), IntelError> {
-        let extra = match (self, catalogue) {
+    /// Train this task's artifact on `examples` (from [`Task::load`], perhaps with more added)
+    /// and `train_only` rows ([`crate::intel::data::Loaded::train_only`]): the dispatch model also
+    /// gets the catalogue's written examples (training split only), the callback model its output
+    /// names. Returns how many rows trained only.
+    pub fn train(self, examples: &[Example], train_only: &[Example], catalogue: Option<&Catalogue>, featurizer: Featurizer) -> Result<(Artifact, TrainReport, usize), IntelError> {
+        let mut extra = match (self, catalogue) {
             (Task::Dispatch, Some(c)) => Task::catalogue_examples(c),
             _ => Vec::new(),
         };
+        extra.extend_from_slice(train_only);
         let (mut artifact, report) = Artifact::train_with_extra(self.model_name(), examples, &extra, featurizer, &self.train_config())?;
         if self == Task::Callback {
             artifact.set_value_names(&["accomplished", "satisfaction"]);
