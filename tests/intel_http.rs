@@ -78,6 +78,9 @@ fn hotline_intelligence_end_to_end() {
         ("旁边工地半夜还在打桩，吵得一晚上睡不着", "urban-enforcement"),
         ("老板拖欠我们三个月工钱了，人也找不到", "hrss"),
         ("我们小区从早上就停水了，也没通知", "water-supply"),
+        // Filed from the browser in the issue: classified 劳动和社会保障 and auto-dispatched at
+        // 74% to 市规划和自然资源委员会.
+        ("办理居住证需要准备什么材料？", "police"),
     ] {
         let (code, sug) = post(&s, "/api/dispatch/suggest", json!({ "text": text }));
         assert_eq!(code, 200, "{sug}");

@@ -14,7 +14,7 @@
   const CHANNELS = { phone: '电话', app: 'APP', web: '网站', mini_program: '小程序', letter: '信件' };
   const ROLES = { citizen: '市民', agent: '坐席', supervisor: '督办', admin: '管理员' };
   const BUCKETS = { auto: '自动派发', review: '派发并抽检', human: '需人工判断' };
-  const DECIDED = { rule: '规则', model: '模型', duty: '职责匹配', keywords: '关键词', person: '人工', none: '无' };
+  const DECIDED = { rule: '规则', model: '模型', duty: '职责匹配', keywords: '关键词', similar_cases: '相似工单', person: '人工', none: '无' };
   const SATISFACTION = { satisfied: '满意', basically_satisfied: '基本满意', unsatisfied: '不满意' };
   const SOURCES = { rule: '规则', model: '模型', none: '无' };
 

@@ -253,7 +253,7 @@ pub struct Suggestion {
     /// Top candidates, best first (at most 5).
     pub candidates: Vec<Candidate>,
     pub reasons: Vec<Reason>,
-    /// Which layer decided: `rule`, `model`, `duty`, `keywords`, `none`.
+    /// Which layer decided: `rule`, `model`, `duty`, `keywords`, `similar_cases`, `none`.
     pub decided_by: String,
     /// What the lead's confidence was calibrated from, when the blend decided (for refitting
     /// [`DispatchConfig::calibration`] on written requests: `zhengwu eval dispatch`).
@@ -451,7 +451,7 @@ impl Dispatcher {
             } else if model_top == Some(lead_j) {
                 "model"
             } else {
-                "keywords"
+                "similar_cases"
             };
             let mut candidates: Vec<Candidate> = order.iter().take(5).map(|&j| self.candidate(&depts[j], p[j])).collect();
             candidates[0].confidence = confidence;
