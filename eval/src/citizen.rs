@@ -147,10 +147,14 @@ fn norm(s: &str) -> String {
     normalise_numbers(s).chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
 }
 
+/// The citizen set: `ZHENGWU_CITIZEN_SET`, else `eval/sets/citizen.jsonl` beside the knowledge base.
+pub(crate) fn set_path() -> Option<PathBuf> {
+    let path = std::env::var_os("ZHENGWU_CITIZEN_SET").map(PathBuf::from).unwrap_or_else(|| knowledge_base_dir().join("..").join("eval/sets/citizen.jsonl"));
+    path.exists().then_some(path)
+}
+
 fn load_cases() -> anyhow::Result<Vec<Case>> {
-    let path = std::env::var_os("ZHENGWU_CITIZEN_SET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| knowledge_base_dir().join("..").join("eval/sets/citizen.jsonl"));
+    let path = set_path().context("the citizen set (eval/sets/citizen.jsonl or ZHENGWU_CITIZEN_SET) not found")?;
     let text = fs_err::read_to_string(&path).with_context(|| format!("reading the citizen set {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

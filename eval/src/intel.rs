@@ -271,11 +271,54 @@ pub fn run_dispatch(args: &EvalArgs) -> anyhow::Result<Report> {
     md.push_str(&curve);
     report.section(md);
     realistic_dispatch(&mut report, &catalogue, &rules, &art, &texts, &gold)?;
+    citizen_request_departments(&mut report, &catalogue, &rules, &art)?;
     if let Some(out) = &args.dispatch_dump {
         let e5 = models.embedder("multilingual-e5-small")?;
         dump_dispatch_evidence(out, &catalogue, &rules, &art, e5.as_ref(), &texts, &gold)?;
     }
     Ok(report)
+}
+
+/// `dispatch.citizen_requests.*`: the department of the service requests in the citizen chat set
+/// (`eval/sets/citizen.jsonl`, kind `service_request`), which `/api/ask` drafts as tickets: the
+/// same dispatcher, on messages written for another purpose.
+fn citizen_request_departments(
+    report: &mut Report,
+    catalogue: &Arc<Catalogue>,
+    rules: &[zhengwu_hotline::intel::dispatch::Rule],
+    art: &Arc<Artifact>,
+) -> anyhow::Result<()> {
+    let Some(path) = crate::citizen::set_path() else { return Ok(()) };
+    let d = Dispatcher::new(catalogue.clone(), rules.to_vec(), Some(art.clone()), DispatchConfig::default())?;
+    let mut md = String::from("## Service requests of the citizen chat set\n\nThe `service_request` messages of `eval/sets/citizen.jsonl` with their expected department, through the deployed dispatcher (what `/api/ask` puts in a drafted ticket).\n\n| part | requests | top-1 | automatic | accuracy on automatic |\n|---|---:|---:|---:|---:|\n");
+    for part in ["dev", "report"] {
+        let mut rows: Vec<(String, String)> = Vec::new();
+        for l in fs_err::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            if v["kind"] == "service_request" && v["split"] == part {
+                if let (Some(q), Some(dept)) = (v["question"].as_str(), v["department"].as_str()) {
+                    rows.push((q.to_string(), dept.to_string()));
+                }
+            }
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let texts: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        let sugg = d.suggest_many(&texts, &[], &vec![Vec::new(); texts.len()])?;
+        let right = |i: usize| sugg[i].lead.as_ref().is_some_and(|l| l.dept == rows[i].1);
+        let n = rows.len() as f64;
+        let top1 = (0..rows.len()).filter(|&i| right(i)).count() as f64 / n;
+        let auto: Vec<usize> = (0..rows.len()).filter(|&i| sugg[i].bucket == Bucket::Auto).collect();
+        let auto_acc = if auto.is_empty() { 0.0 } else { auto.iter().filter(|&&i| right(i)).count() as f64 / auto.len() as f64 };
+        let name = |m: &str| if part == "report" { format!("dispatch.citizen_requests.{m}") } else { format!("dispatch.citizen_requests.dev.{m}") };
+        report.metric(name("top1"), top1);
+        report.metric(name("coverage"), auto.len() as f64 / n);
+        report.metric(name("auto_accuracy"), auto_acc);
+        md.push_str(&format!("| {part} | {} | {} | {} | {} |\n", rows.len(), pct(top1), pct(auto.len() as f64 / n), if auto.is_empty() { "–".into() } else { pct(auto_acc) }));
+    }
+    report.section(md);
+    Ok(())
 }
 
 /// Every row's evidence, one JSON object per line: `id`, `split` (`msga`, `dev` or `report`),
