@@ -504,7 +504,8 @@ async fn redispatch_and_metrics(store: &dyn TicketStore) {
     // T4: still waiting, another district.
     let mut t4 = ticket("路灯不亮");
     t4.address.district = Some("西城区".into());
-    store.create(&t4, &opts(None)).await.unwrap();
+    let (t4_created, _) = store.create(&t4, &opts(None)).await.unwrap();
+    let t4_id = t4_created.id;
     // A dispatch record is refused on other transitions, and a confidence out of range.
     let bad = TransitionRequest { dispatch: Some(auto("market", 0.5)), ..to(Status::Handling) };
     assert!(store.transition(t3.id, &bad, &sla, Utc::now()).await.is_err());
@@ -526,6 +527,13 @@ async fn redispatch_and_metrics(store: &dyn TicketStore) {
     assert_eq!(m.by_department.get("market"), Some(&1));
     assert_eq!(m.by_status.get("callback_done"), Some(&2));
     assert_eq!(m.handling_minutes_median.map(|x| x >= 0.0), Some(true));
+    // Similar past tickets come from the index of handled tickets (T1-T3), never T4 (waiting).
+    let index = zhengwu_hotline::intel::similar::SimilarIndex::new(100, std::time::Duration::ZERO);
+    let found = index.query(store, "我们小区电梯坏了，物业一直不修", None).await.unwrap();
+    assert_eq!(found.first().map(|(c, _)| (c.ticket_id, c.dept.as_str())), Some((t1.id, "property")), "{found:?}");
+    assert!(found.iter().all(|(c, t)| c.ticket_id != t4_id && t.id == c.ticket_id && c.similarity >= 0.3));
+    assert!(index.query(store, "我们小区电梯坏了，物业一直不修", Some(t1.id)).await.unwrap().iter().all(|(c, _)| c.ticket_id != t1.id));
+    assert_eq!(index.len().await, 3);
     // The automation against agents' corrections, per week: all three dispatched this week; T2
     // was returned, and a person overruled the suggestion on T3.
     assert_eq!(m.dispatch_by_week.len(), 1, "{:?}", m.dispatch_by_week);

@@ -74,6 +74,8 @@ pub struct IntelService {
     hot_reuse: std::sync::Mutex<std::collections::HashMap<i64, (std::time::Instant, Arc<HotResult>)>>,
     /// Held while hot spots are computed: one computation at a time.
     hot_computing: tokio::sync::Mutex<()>,
+    /// Handled tickets for "similar past tickets" (co-pilot, dispatch).
+    pub similar: crate::intel::similar::SimilarIndex,
 }
 
 /// Prometheus collectors of the hotline intelligence (register them with the server's registry).
@@ -245,6 +247,7 @@ impl IntelService {
             // unsure rows of any classifier (`zhengwu eval classify --second-opinion 40`).
             hot_reuse: Default::default(),
             hot_computing: Default::default(),
+            similar: Default::default(),
             second_opinion_below: std::env::var("ZHENGWU_SECOND_OPINION_BELOW").ok().and_then(|v| v.parse().ok()).filter(|v: &f32| (0.0..=1.0).contains(v)).unwrap_or(0.0),
         })
     }
@@ -328,33 +331,13 @@ impl IntelService {
     /// Past tickets with a final department, most similar first (n-gram cosine ≥ 0.3, at most 5),
     /// with the tickets themselves.
     pub async fn similar_tickets(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<(SimilarCase, Ticket)>, HttpError> {
-        let page = self.tickets.store.list(&TicketFilter::default(), PageRequest { limit: 300, cursor: None }, Utc::now()).await?;
-        let text = text.to_string();
-        Ok(self.tickets.cpu.run(move || rank_similar(&text, page.data, skip_id)).await?)
+        Ok(self.similar.query(self.tickets.store.as_ref(), text, skip_id).await?)
     }
 
     /// [`IntelService::similar_tickets`] without the tickets.
     pub async fn similar_cases(&self, text: &str, skip_id: Option<i64>) -> Result<Vec<SimilarCase>, HttpError> {
         Ok(self.similar_tickets(text, skip_id).await?.into_iter().map(|(c, _)| c).collect())
     }
-}
-
-/// Past tickets with a final department most similar to `text` (CPU work: n-gram vectors).
-fn rank_similar(text: &str, tickets: Vec<Ticket>, skip_id: Option<i64>) -> Vec<(SimilarCase, Ticket)> {
-        let q = ngram_vector(text, 4096, 2, 400);
-        let mut v: Vec<(SimilarCase, Ticket)> = tickets
-            .into_iter()
-            .filter(|t| Some(t.id) != skip_id && matches!(t.body.status, Status::Replied | Status::CallbackDone | Status::Closed))
-            .filter_map(|t| {
-                let dept = t.body.lead_dept.clone()?;
-                let d = ngram_vector(&Ticket::search_text(&t.body), 4096, 2, 400);
-                let sim: f32 = q.iter().zip(&d).map(|(a, b)| a * b).sum();
-                (sim >= 0.3).then_some((SimilarCase { ticket_id: t.id, dept, similarity: sim }, t))
-            })
-            .collect();
-        v.sort_by(|a, b| b.0.similarity.total_cmp(&a.0.similarity));
-        v.truncate(5);
-        v
 }
 
 async fn classify(State(svc): State<Arc<IntelService>>, body: Result<Json<TextBody>, JsonRejection>) -> Result<Json<Value>, HttpError> {

@@ -21,6 +21,7 @@ pub mod http;
 pub mod linear;
 pub mod replies;
 pub mod score;
+pub mod similar;
 pub mod supervisor;
 pub mod tasks;
 
