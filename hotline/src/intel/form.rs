@@ -130,12 +130,15 @@ impl FormFiller {
         };
         let mut address = Address::default();
         let mut after = 0usize;
-        if let Some(m) = self.district.find(text) {
+        // The first 区/县 that is an administrative district: "我们小区", "社区", "景区" and
+        // "阳光小区" end in 区 too.
+        for m in self.district.find_iter(text) {
             let d = strip(m.as_str());
-            if d.chars().count() >= 2 {
+            if d.chars().count() >= 2 && !is_place_noun(&d) {
                 prov.insert("address.district".into(), rule("区/县 pattern", m.as_str()));
                 address.district = Some(d);
                 after = m.end();
+                break;
             }
         }
         if let Some(m) = self.street.find(&text[after..]) {
@@ -212,9 +215,27 @@ impl FormFiller {
     }
 }
 
+/// Words ending in 区 that name a kind of place, not a district: a match that is one of them, or
+/// ends with one of the first group (a housing estate's or a park's own name), is not a 区.
+fn is_place_noun(d: &str) -> bool {
+    const NAME_ENDINGS: &[&str] = &["小区", "社区", "园区", "校区", "景区", "厂区", "营区", "矿区", "住宅区", "生活区", "家属区", "办公区", "服务区", "保护区", "宿舍区"];
+    const EXACT: &[&str] = &["城区", "市区", "郊区", "片区", "辖区", "山区", "老区", "新区", "商业区", "工业区", "开发区", "灾区", "地区", "本区", "该区", "全区", "各区"];
+    NAME_ENDINGS.iter().any(|w| d.ends_with(w)) || EXACT.contains(&d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_housing_estate_is_not_a_district() {
+        let f = FormFiller::new();
+        let d = |t: &str| f.fill(t, Channel::Phone, None, None, None).ticket.address.district;
+        assert_eq!(d("我们小区门口那个井盖没了"), None);
+        assert_eq!(d("阳光小区3号楼电梯坏了"), None);
+        assert_eq!(d("我们小区在朝阳区，井盖没了").as_deref(), Some("朝阳区"));
+        assert_eq!(d("西城区社区医院态度差").as_deref(), Some("西城区"));
+    }
 
     #[test]
     fn fields_are_read_from_the_words_with_their_provenance() {

@@ -274,13 +274,24 @@ impl IntelService {
         let m = self.models();
         let ty = match &m.type_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text])?.remove(0))), None => None };
         let cat = match &m.category_model { Some(a) => Some((a.manifest.task.clone(), a.classify(&[text])?.remove(0))), None => None };
-        let draft = self.form.fill(
+        let mut draft = self.form.fill(
             text,
             channel,
             ty.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
             cat.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
             self.tickets.taxonomy.as_ref(),
         );
+        // The hazard word list raises urgency when the ticket is created; show it in the form
+        // already (a missing manhole cover was pre-filled as 一般).
+        if let Some(h) = self.tickets.screener.as_ref().and_then(|s| s.hazard(text)) {
+            if h.urgency > draft.ticket.urgency {
+                draft.ticket.urgency = h.urgency;
+                draft.provenance.insert(
+                    "urgency".into(),
+                    crate::intel::form::Provenance { source: "rule", by: "sensitive_words.toml hazard".into(), evidence: Some(h.categories.join("、")), confidence: None },
+                );
+            }
+        }
         let top = |x: &Option<(String, Vec<Ranked>)>| match x {
             Some((n, r)) => json!({"model": n, "top": r.iter().take(3).collect::<Vec<_>>()}),
             None => json!({"model": null, "top": []}),
