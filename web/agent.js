@@ -183,6 +183,10 @@
       case 'duty': return `职责匹配：${deptLabel(r.dept)} ${pct(r.probability)}`;
       case 'similar_case': return `相似工单 #${r.ticket_id}：${deptLabel(r.dept)}，相似度 ${pct(r.similarity)}`;
       case 'excluded': return `排除 ${deptLabel(r.dept)}：${r.why || ''}`;
+      case 'not_automatic': {
+        const why = { model_disagrees: `模型倾向${deptLabel(r.dept)} ${pct(r.confidence)}`, rule_disputed: `职责匹配倾向${deptLabel(r.dept)} ${pct(r.confidence)}`, uncorroborated: '仅有关键词或相似工单' }[r.cause] || r.cause;
+        return `未自动派发：依据不一致，请人工确认（${why}）`;
+      }
       default: return r.kind ? String(r.kind) : '';
     }
   }

@@ -235,6 +235,10 @@ pub enum Reason {
     Duty { dept: String, probability: f32 },
     SimilarCase { ticket_id: i64, dept: String, similarity: f32 },
     Excluded { dept: String, why: String },
+    /// Why a confident lead is still not dispatched automatically: `model_disagrees` (the
+    /// trained model prefers `dept` at `confidence`), `rule_disputed` (the duty model reads the
+    /// request as another department's) or `uncorroborated` (keywords or similar tickets only).
+    NotAutomatic { cause: String, dept: Option<String>, confidence: Option<f32> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -356,6 +360,9 @@ impl Dispatcher {
                     reasons.push(Reason::Duty { dept: s.dept.clone(), probability: s.probability });
                 }
                 let confidence = if disputed { self.config.disputed_rule_confidence } else { self.config.rule_confidence };
+                if let (true, Some(s)) = (disputed, &duty_top) {
+                    reasons.push(Reason::NotAutomatic { cause: "rule_disputed".into(), dept: Some(s.dept.clone()), confidence: Some(s.probability) });
+                }
                 let lead = self.candidate(&rule.lead, confidence);
                 let co: Vec<Candidate> = rule.co_handlers.iter().filter(|d| !exclude.contains(*d)).map(|d| self.candidate(d, confidence)).collect();
                 let bucket = self.bucket(confidence);
@@ -462,6 +469,10 @@ impl Dispatcher {
             let vetoed = trusted.is_none() && model_top.is_some_and(|j| j != lead_j) && model_top_p >= self.config.model_veto_from;
             if bucket == Bucket::Auto && (vetoed || (duty_p.is_none() && trusted.is_none())) {
                 bucket = Bucket::Review;
+                reasons.push(match model_top.filter(|_| vetoed) {
+                    Some(j) => Reason::NotAutomatic { cause: "model_disagrees".into(), dept: Some(depts[j].clone()), confidence: Some(model_top_p) },
+                    None => Reason::NotAutomatic { cause: "uncorroborated".into(), dept: None, confidence: None },
+                });
             }
             let lead = Some(candidates[0].clone());
             let co_handlers = candidates.iter().skip(1).filter(|c| c.confidence >= self.config.co_handler_threshold).cloned().collect();
@@ -614,6 +625,7 @@ lead = "hrss"
         assert_eq!(disputed.lead.as_ref().unwrap().dept, "gas");
         assert_ne!(disputed.bucket, Bucket::Auto, "{disputed:?}");
         assert!(disputed.reasons.iter().any(|r| matches!(r, Reason::Duty { dept, .. } if dept == "traffic-police")), "{disputed:?}");
+        assert!(disputed.reasons.iter().any(|r| matches!(r, Reason::NotAutomatic { cause, .. } if cause == "rule_disputed")), "{disputed:?}");
     }
 
     #[test]
