@@ -124,6 +124,7 @@ fn service_requests_become_tickets_and_hazards_are_urgent() {
     // A hazard shows as urgent in the pre-filled form already, and a housing estate is not a 区.
     let c = copilot("喂，我们小区门口那个井盖没了，黑灯瞎火的，刚才差点有人踩进去");
     assert_eq!(c["form"]["ticket"]["urgency"], "urgent", "{}", c["form"]);
+    assert_ne!(c["form"]["ticket"]["request_type"], "consult", "reporting a danger is not a consultation: {}", c["form"]);
     assert!(c["form"]["ticket"]["address"]["district"].is_null(), "{}", c["form"]);
     assert_eq!(c["dispatch"]["lead"]["dept"], "city-management", "{}", c["dispatch"]);
     let c = copilot("我想问一下，第一次办居住证需要带哪些材料");

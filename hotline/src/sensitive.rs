@@ -322,6 +322,13 @@ words = ["不想活了", "跳楼"]
         assert!(h.advice[0].contains("远离"), "{h:?}");
         assert!(s.hazard("楼下路灯坏了好几天").is_none());
         assert!(s.hazard("我不想活了").is_none(), "a flag without urgency is not a hazard");
+        // Everyday wordings of the same dangers.
+        for text in ["路口的雨水篦子没了，自行车轮子都卡进去了", "台风过后小区里那根电线杆歪了，电线拖在地上", "楼上外墙砖掉下来了，差点砸到人", "路边那棵大树歪了，看着随时要倒"] {
+            assert!(s.hazard(text).is_some(), "{text}");
+        }
+        for text in ["楼下垃圾好几天没人清了", "电费怎么比上个月多了一倍", "井盖上的字看不清了"] {
+            assert!(s.hazard(text).is_none(), "{text}");
+        }
     }
 
     #[test]

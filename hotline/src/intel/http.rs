@@ -284,12 +284,15 @@ impl IntelService {
         // The hazard word list raises urgency when the ticket is created; show it in the form
         // already (a missing manhole cover was pre-filled as 一般).
         if let Some(h) = self.tickets.screener.as_ref().and_then(|s| s.hazard(text)) {
+            let provenance = || crate::intel::form::Provenance { source: "rule", by: "sensitive_words.toml hazard".into(), evidence: Some(h.categories.join("、")), confidence: None };
             if h.urgency > draft.ticket.urgency {
                 draft.ticket.urgency = h.urgency;
-                draft.provenance.insert(
-                    "urgency".into(),
-                    crate::intel::form::Provenance { source: "rule", by: "sensitive_words.toml hazard".into(), evidence: Some(h.categories.join("、")), confidence: None },
-                );
+                draft.provenance.insert("urgency".into(), provenance());
+            }
+            // Reporting a danger is asking for help, whatever the type model's 咨询 says.
+            if draft.ticket.request_type == crate::tickets::model::RequestType::Consult {
+                draft.ticket.request_type = crate::tickets::model::RequestType::Help;
+                draft.provenance.insert("request_type".into(), provenance());
             }
         }
         let top = |x: &Option<(String, Vec<Ranked>)>| match x {
