@@ -798,7 +798,7 @@ impl Answerer {
             return Ok(Plan::Final(fixed(AnswerKind::Refusal, text, Some(RefusalReason::NotCovered), &u, 0.0, secs())));
         }
         let query = self.lexicon.expand_query(&asked, &u);
-        let residual = self.residual(&asked, &u);
+        let residual = self.lexicon.residual_terms(&asked, &u);
         if let Some((score, faq)) = self.kb.best_faq(&query, &req.filter)? {
             if score >= self.config.faq_threshold && self.faq_answers(&u, &residual, &faq) {
                 let answer = faq.answer.clone().unwrap_or_else(|| faq.text.clone());
@@ -866,12 +866,6 @@ impl Answerer {
             expansions: whole.expansions,
             ..now
         }
-    }
-
-    /// The question's own words beyond entity and aspect ([`Lexicon::residual_terms`]), without
-    /// colloquial variants whose canonical word the query search adds.
-    fn residual(&self, asked: &str, u: &Understanding) -> Vec<String> {
-        self.lexicon.residual_terms(asked, u)
     }
 
     /// Whether a FAQ entry answers the question asked, not another question about the same

@@ -457,14 +457,8 @@ impl RagState {
         })
         .await?);
         let model = answerer.generator.model_id().to_string();
-        let plan = blocking({
-            let a = answerer.clone();
-            let req = req.clone();
-            move || Ok(a.plan(&req)?)
-        })
-        .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<AskEvent>(64);
-        // A reported hazard is a service request however it was worded: advice first, urgent.
+        // A reported hazard is a service request however it was worded: advice first, urgent,
+        // and no retrieval or generation to wait for.
         let hazard = match self.drafter.get().cloned() {
             Some(d) => {
                 let q = req.question.clone();
@@ -472,11 +466,18 @@ impl RagState {
             }
             None => false,
         };
-        let plan = match plan {
-            Plan::Final(a) if hazard && a.kind != AnswerKind::ServiceRequest => Plan::Final(Answer::service_request(a.understanding, a.timings)),
-            Plan::Generate { understood, .. } if hazard => Plan::Final(Answer::service_request(Some(understood), Timings::default())),
-            p => p,
+        let plan = if hazard {
+            let u = answerer.read(&req.question, &req.question);
+            Plan::Final(Answer::service_request(Some(crate::answer::Understood::from(&u)), Timings::default()))
+        } else {
+            blocking({
+                let a = answerer.clone();
+                let req = req.clone();
+                move || Ok(a.plan(&req)?)
+            })
+            .await?
         };
+        let (tx, rx) = tokio::sync::mpsc::channel::<AskEvent>(64);
         match plan {
             Plan::Final(mut a) => {
                 if a.kind == AnswerKind::ServiceRequest {
