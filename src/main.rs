@@ -533,6 +533,8 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         let _ = state.rag.set(rag_state.clone());
         // Service requests in the citizen chat are drafted as tickets by the hotline.
         rag_state.set_drafter(Arc::new(server::requests::HotlineDrafter { intel: intel.clone() }));
+        let kind_state = rag_state.clone();
+        let _ = intel.message_kind.set(Arc::new(move |t: &str| kind_state.message_kind(t)));
         let search: zhengwu_hotline::intel::http::KnowledgeSearch = Arc::new(move |q: &str, n: usize| rag_state.search_json(q, n));
         let _ = intel.knowledge.set(search);
         let api = api

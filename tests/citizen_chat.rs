@@ -121,6 +121,7 @@ fn service_requests_become_tickets_and_hazards_are_urgent() {
     let c = copilot("喂，你好，我们单元的电梯又坏了，停了一个多礼拜了，老人上下楼太难了，物业说在等配件");
     assert_eq!(c["knowledge"]["hits"].as_array().map(Vec::len), Some(0), "no article for an elevator call: {}", c["knowledge"]);
     assert_eq!(c["dispatch"]["lead"]["dept"], "market-regulation", "{}", c["dispatch"]);
+    assert_ne!(c["form"]["ticket"]["request_type"], "consult", "a repair request is not a consultation: {}", c["form"]);
     // A hazard shows as urgent in the pre-filled form already, and a housing estate is not a 区.
     let c = copilot("喂，我们小区门口那个井盖没了，黑灯瞎火的，刚才差点有人踩进去");
     assert_eq!(c["form"]["ticket"]["urgency"], "urgent", "{}", c["form"]);

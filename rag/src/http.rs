@@ -212,6 +212,12 @@ pub fn routes(
 }
 
 impl RagState {
+    /// What a message is (`question`, `service_request`, `status`, `small_talk`, `harmful`), by
+    /// the citizen answer path's reading; `None` when the word lists did not load.
+    pub fn message_kind(&self, text: &str) -> Option<&'static str> {
+        self.lexicon.as_ref().ok().map(|l| l.understand(text).kind.as_str())
+    }
+
     /// Knowledge for other features (the agent co-pilot): of the top `limit` hits of hybrid
     /// search, those about what was said, as JSON (possibly none). Blocking: call from a
     /// blocking thread.

@@ -63,6 +63,8 @@ pub struct IntelService {
     models: std::sync::RwLock<IntelModels>,
     /// Knowledge-base search for the co-pilot (query, limit) → hits as JSON; set by the server.
     pub knowledge: std::sync::OnceLock<KnowledgeSearch>,
+    /// The citizen chat's reading of a message, for the form's request type; set by the server.
+    pub message_kind: std::sync::OnceLock<MessageKindReader>,
     pub form: FormFiller,
     pub metrics: IntelMetrics,
     /// The chat model, asked for a second opinion when a classifier is unsure.
@@ -166,6 +168,10 @@ pub fn spawn_metrics_refresh(svc: &Arc<IntelService>, every: std::time::Duration
 /// Search the policy knowledge base: (query, limit) → JSON hits. Blocking.
 pub type KnowledgeSearch = Arc<dyn Fn(&str, usize) -> Result<Value, String> + Send + Sync>;
 
+/// What a message is (`question`, `service_request`, …), read as the citizen chat reads it; set
+/// by the server.
+pub type MessageKindReader = Arc<dyn Fn(&str) -> Option<&'static str> + Send + Sync>;
+
 const MAX_TEXT: usize = 20_000;
 
 fn intel_err(e: IntelError) -> HttpError {
@@ -240,6 +246,7 @@ impl IntelService {
             hotspots: HotspotConfig::default(),
             models: Default::default(),
             knowledge: std::sync::OnceLock::new(),
+            message_kind: std::sync::OnceLock::new(),
             form: FormFiller::new(),
             metrics: IntelMetrics::new(),
             generator: std::sync::OnceLock::new(),
@@ -281,6 +288,16 @@ impl IntelService {
             cat.as_ref().map(|(n, r)| (n.as_str(), r.as_slice())),
             self.tickets.taxonomy.as_ref(),
         );
+        // The type model learned MSGABench's 政务问答 and calls many repair requests 咨询; when
+        // the message reads as a request for a department to act, it is 求助 (as in the citizen
+        // chat's drafts).
+        if draft.ticket.request_type == crate::tickets::model::RequestType::Consult && self.message_kind.get().and_then(|k| k(text)) == Some("service_request") {
+            draft.ticket.request_type = crate::tickets::model::RequestType::Help;
+            draft.provenance.insert(
+                "request_type".into(),
+                crate::intel::form::Provenance { source: "rule", by: "message understanding (service request)".into(), evidence: None, confidence: None },
+            );
+        }
         // The hazard word list raises urgency when the ticket is created; show it in the form
         // already (a missing manhole cover was pre-filled as 一般).
         if let Some(h) = self.tickets.screener.as_ref().and_then(|s| s.hazard(text)) {
