@@ -784,6 +784,7 @@ pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
         }
     }
     let relevance = copilot_knowledge_relevance(&kb)?;
+    let types = copilot_request_types(&type_m)?;
     // The store flushes when dropped: drop it before removing its folder.
     drop(kb);
     let _ = fs_err::remove_dir_all(&dir);
@@ -803,13 +804,40 @@ As in the server, the three models share one bounded in-memory embedding cache (
         calls.len(),
         args.threads.unwrap_or(1)
     ));
-    if let Some((md, metrics)) = relevance {
+    for (md, metrics) in [relevance, types].into_iter().flatten() {
         for (k, v) in metrics {
             report.metric(k, v);
         }
         report.section(md);
     }
     Ok(report)
+}
+
+/// `copilot.form.consult_share*`: the written requests of `eval/sets/dispatch_realistic.jsonl` are
+/// all requests for a department to act (repair, complaint, report), none a consultation. Share
+/// of them the pre-filled form calls 咨询: the MSGABench type model alone, and after the form's
+/// correction (a message the citizen chat reads as a service request is 求助).
+fn copilot_request_types(type_m: &Artifact) -> anyhow::Result<Option<(String, Vec<(String, f64)>)>> {
+    let Some(path) = realistic_set_path() else { return Ok(None) };
+    let lexicon = zhengwu_rag::understand::Lexicon::load(&knowledge_file("understanding.toml").and_then(|p| p.parent().map(Path::to_path_buf)).context("knowledge-base/ not found")?)?;
+    let texts: Vec<String> = fs_err::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str::<RealisticRequest>(l)?.text)).collect::<anyhow::Result<_>>()?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut ranked = Vec::new();
+    for chunk in refs.chunks(256) {
+        ranked.extend(type_m.classify(chunk)?);
+    }
+    let consult: Vec<bool> = ranked.iter().map(|r| r.first().is_some_and(|t| t.label == "咨询")).collect();
+    let n = texts.len().max(1) as f64;
+    let before = consult.iter().filter(|c| **c).count();
+    let after = consult.iter().zip(&texts).filter(|(c, t)| **c && lexicon.understand(t).kind.as_str() != "service_request").count();
+    let md = format!(
+        "## Request type of the pre-filled form on ordinary requests\n\nThe {} written requests of `eval/sets/dispatch_realistic.jsonl` ask a department to act; none is a consultation. Called 咨询 by the type model ({}): {before} ({}); after the form's correction (a message read as a service request is 求助): {after} ({}).\n",
+        texts.len(),
+        type_m.version(),
+        pct(before as f64 / n),
+        pct(after as f64 / n)
+    );
+    Ok(Some((md, vec![("copilot.form.consult_share_model".into(), before as f64 / n), ("copilot.form.consult_share".into(), after as f64 / n)])))
 }
 
 /// Matters of the written dispatch set that the starter knowledge base has a document on
