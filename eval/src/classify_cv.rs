@@ -45,21 +45,18 @@ const DOMAIN_TO_TEDDY: &[(&str, &str)] = &[
     ("旅游", "商贸旅游"),
 ];
 
-fn read_jsonl(path: &Path) -> anyhow::Result<Vec<serde_json::Value>> {
-    let text = fs_err::read_to_string(path)?;
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str(l)?)).collect()
-}
-
+/// MSGABench citizen messages whose domain maps onto a Teddy label, at most
+/// [`MSGA_PER_LABEL`] per label, in file order.
 fn msgabench_rows(dir: &Path) -> anyhow::Result<Vec<Example>> {
     let mut per: BTreeMap<&str, usize> = BTreeMap::new();
     let mut out = Vec::new();
-    for v in read_jsonl(&dir.join("classify/msgabench_citizen_messages.jsonl"))? {
-        let (Some(msg), Some(domain)) = (v.get("message").and_then(|x| x.as_str()), v.get("domain").and_then(|x| x.as_str())) else { continue };
-        let Some(&(_, label)) = DOMAIN_TO_TEDDY.iter().find(|(d, _)| *d == domain) else { continue };
+    for e in data::msgabench(dir, "domain")?.examples {
+        let Target::Class(domain) = &e.target else { continue };
+        let Some(&(_, label)) = DOMAIN_TO_TEDDY.iter().find(|(d, _)| d == domain) else { continue };
         let n = per.entry(label).or_default();
-        if *n < MSGA_PER_LABEL && !msg.trim().is_empty() {
+        if *n < MSGA_PER_LABEL {
             *n += 1;
-            out.push(Example { text: msg.to_string(), target: Target::Class(label.to_string()) });
+            out.push(Example { text: e.text, target: Target::Class(label.to_string()) });
         }
     }
     Ok(out)

@@ -340,11 +340,8 @@ fn dump_dispatch_evidence(
     let ex_texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let ex_vecs = zhengwu_hotline::intel::features::embed_truncated(e5, &ex_texts, 200)?;
     let mut rows: Vec<(String, String, String, String)> = msga_texts.iter().zip(msga_gold).enumerate().map(|(i, (t, g))| (format!("msga-{i}"), "msga".into(), g.to_string(), t.to_string())).collect();
-    if let Some(path) = realistic_set_path() {
-        for l in fs_err::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()) {
-            let r: RealisticRequest = serde_json::from_str(l)?;
-            rows.push((r.id, r.split, r.dept, r.text));
-        }
+    for r in read_realistic_set()?.unwrap_or_default() {
+        rows.push((r.id, r.split, r.dept, r.text));
     }
     let texts: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
     let mut model = Vec::new();
@@ -394,6 +391,19 @@ fn realistic_set_path() -> Option<std::path::PathBuf> {
     built.exists().then_some(built)
 }
 
+/// The written dispatch set, every line parsed (`None` when the file is not there).
+fn read_realistic_set() -> anyhow::Result<Option<Vec<RealisticRequest>>> {
+    let Some(path) = realistic_set_path() else { return Ok(None) };
+    let text = fs_err::read_to_string(&path)?;
+    let set = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(set))
+}
+
 /// Expected calibration error of `(confidence, right)` over 10 equal-width bins, and the bins
 /// as (low, high, count, mean confidence, accuracy).
 fn calibration(points: &[(f32, bool)]) -> (f64, Vec<(f64, f64, usize, f64, f64)>) {
@@ -425,17 +435,10 @@ fn realistic_dispatch(
     msga_texts: &[&str],
     msga_gold: &[&str],
 ) -> anyhow::Result<()> {
-    let Some(path) = realistic_set_path() else {
+    let Some(set) = read_realistic_set()? else {
         report.section("## Realistic requests\n\neval/sets/dispatch_realistic.jsonl not found: not measured.\n");
         return Ok(());
     };
-    let text = fs_err::read_to_string(&path)?;
-    let set: Vec<RealisticRequest> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", path.display(), i + 1)))
-        .collect::<anyhow::Result<_>>()?;
     for r in &set {
         anyhow::ensure!(catalogue.get(&r.dept).is_some(), "{}: department {} is not in the catalogue", r.id, r.dept);
     }
@@ -783,8 +786,16 @@ pub fn run_copilot(args: &EvalArgs) -> anyhow::Result<Report> {
             end += 40;
         }
     }
-    let relevance = copilot_knowledge_relevance(&kb)?;
-    let types = copilot_request_types(&type_m)?;
+    // The written requests, read as the citizen chat reads them, for the two measurements below.
+    let written = match read_realistic_set()? {
+        Some(set) => {
+            let dir = knowledge_file("understanding.toml").and_then(|p| p.parent().map(Path::to_path_buf)).context("knowledge-base/ not found")?;
+            Some((set, zhengwu_rag::understand::Lexicon::load(&dir)?))
+        }
+        None => None,
+    };
+    let relevance = match &written { Some((set, lex)) => Some(copilot_knowledge_relevance(&kb, set, lex)?), None => None };
+    let types = match &written { Some((set, lex)) => Some(copilot_request_types(&type_m, set, lex)?), None => None };
     // The store flushes when dropped: drop it before removing its folder.
     drop(kb);
     let _ = fs_err::remove_dir_all(&dir);
@@ -817,11 +828,9 @@ As in the server, the three models share one bounded in-memory embedding cache (
 /// all requests for a department to act (repair, complaint, report), none a consultation. Share
 /// of them the pre-filled form calls 咨询: the MSGABench type model alone, and after the form's
 /// correction (a message the citizen chat reads as a service request is 求助).
-fn copilot_request_types(type_m: &Artifact) -> anyhow::Result<Option<(String, Vec<(String, f64)>)>> {
-    let Some(path) = realistic_set_path() else { return Ok(None) };
-    let lexicon = zhengwu_rag::understand::Lexicon::load(&knowledge_file("understanding.toml").and_then(|p| p.parent().map(Path::to_path_buf)).context("knowledge-base/ not found")?)?;
-    let texts: Vec<String> = fs_err::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()).map(|l| Ok(serde_json::from_str::<RealisticRequest>(l)?.text)).collect::<anyhow::Result<_>>()?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+fn copilot_request_types(type_m: &Artifact, set: &[RealisticRequest], lexicon: &zhengwu_rag::understand::Lexicon) -> anyhow::Result<(String, Vec<(String, f64)>)> {
+    let texts: Vec<&str> = set.iter().map(|r| r.text.as_str()).collect();
+    let refs = &texts;
     let mut ranked = Vec::new();
     for chunk in refs.chunks(256) {
         ranked.extend(type_m.classify(chunk)?);
@@ -837,7 +846,7 @@ fn copilot_request_types(type_m: &Artifact) -> anyhow::Result<Option<(String, Ve
         pct(before as f64 / n),
         pct(after as f64 / n)
     );
-    Ok(Some((md, vec![("copilot.form.consult_share_model".into(), before as f64 / n), ("copilot.form.consult_share".into(), after as f64 / n)])))
+    Ok((md, vec![("copilot.form.consult_share_model".into(), before as f64 / n), ("copilot.form.consult_share".into(), after as f64 / n)]))
 }
 
 /// Matters of the written dispatch set that the starter knowledge base has a document on
@@ -847,18 +856,15 @@ const COVERED_MATTERS: &[&str] = &["公积金提取/缴存", "户籍/居住证",
 /// `copilot.knowledge.*`: for each written request of `eval/sets/dispatch_realistic.jsonl` (both
 /// parts: nothing here was tuned on them), the knowledge the co-pilot would show after the
 /// server's relevance rules ([`zhengwu_rag::answer::keep_relevant`]).
-fn copilot_knowledge_relevance(kb: &zhengwu_rag::KnowledgeBase) -> anyhow::Result<Option<(String, Vec<(String, f64)>)>> {
-    let Some(path) = realistic_set_path() else { return Ok(None) };
-    let lexicon = zhengwu_rag::understand::Lexicon::load(&knowledge_file("understanding.toml").and_then(|p| p.parent().map(Path::to_path_buf)).context("knowledge-base/ not found")?)?;
+fn copilot_knowledge_relevance(kb: &zhengwu_rag::KnowledgeBase, set: &[RealisticRequest], lexicon: &zhengwu_rag::understand::Lexicon) -> anyhow::Result<(String, Vec<(String, f64)>)> {
     let gate = zhengwu_rag::answer::AnswerConfig::default();
     let (mut unc, mut unc_none, mut cov, mut cov_some) = (0usize, 0usize, 0usize, 0usize);
     let mut shown = String::new();
     let mut missed = String::new();
-    for l in fs_err::read_to_string(&path)?.lines().filter(|l| !l.trim().is_empty()) {
-        let r: RealisticRequest = serde_json::from_str(l)?;
+    for r in set {
         let req = zhengwu_rag::SearchRequest { query: r.text.clone(), mode: zhengwu_rag::Mode::Hybrid, limit: 3, filter: Default::default(), include_expired: false, weights: None };
         let mut hits = kb.search(&req)?;
-        zhengwu_rag::answer::keep_relevant(&lexicon, &gate, &r.text, &mut hits);
+        zhengwu_rag::answer::keep_relevant(lexicon, &gate, &r.text, &mut hits);
         if COVERED_MATTERS.contains(&r.matter.as_str()) {
             cov += 1;
             cov_some += usize::from(!hits.is_empty());
@@ -891,5 +897,5 @@ fn copilot_knowledge_relevance(kb: &zhengwu_rag::KnowledgeBase) -> anyhow::Resul
     if !shown.is_empty() {
         md.push_str(&format!("\nArticles shown for uncovered matters:\n\n| id | matter | first article |\n|---|---|---|\n{shown}"));
     }
-    Ok(Some((md, vec![("copilot.knowledge.uncovered_no_article".into(), no_article), ("copilot.knowledge.covered_with_article".into(), with_article)])))
+    Ok((md, vec![("copilot.knowledge.uncovered_no_article".into(), no_article), ("copilot.knowledge.covered_with_article".into(), with_article)]))
 }

@@ -120,12 +120,15 @@ impl SimilarIndex {
     }
 
     async fn rebuild(&self, state: &mut State, store: &dyn TicketStore) -> Result<(), StoreError> {
+        // The newest `capacity` of each handled status (pages are newest first), then the newest
+        // `capacity` of those together.
         let mut handled: Vec<Ticket> = Vec::new();
         for status in [Status::Replied, Status::CallbackDone, Status::Closed] {
             let filter = TicketFilter { status: Some(status), ..Default::default() };
-            let mut cursor = None;
-            while handled.len() < self.capacity * 3 {
+            let (mut cursor, mut read) = (None, 0usize);
+            while read < self.capacity {
                 let page = store.list(&filter, PageRequest { limit: 500, cursor }, Utc::now()).await?;
+                read += page.data.len();
                 handled.extend(page.data);
                 match page.next_cursor {
                     Some(c) => cursor = Some(c),
