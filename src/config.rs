@@ -47,6 +47,9 @@ pub struct ModelsSection {
     pub device: Option<String>,
     pub threads: Option<usize>,
     pub max_context: Option<usize>,
+    /// A remote OpenAI-compatible server for the chat model (`chat` is the name it serves).
+    pub chat_remote_url: Option<String>,
+    pub chat_remote_api_key: Option<String>,
 }
 
 impl FileConfig {

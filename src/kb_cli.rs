@@ -207,7 +207,7 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
         KbAction::Ask { question, json } => {
             let (kb, settings) = open_kb(&args, file)?;
             let name = settings.chat.clone().context("no chat model configured")?;
-            let generator = crate::load_chat(
+            let generator = crate::load_generator(
                 &settings,
                 &name,
                 zhengwu_inference::llm::EngineOptions { max_context: settings.max_context, ..Default::default() },
@@ -216,7 +216,7 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
                 Some(d) => zhengwu_rag::understand::Lexicon::load(&d)?,
                 None => zhengwu_rag::understand::Lexicon::default(),
             };
-            let answerer = Answerer { kb, generator: Arc::new(generator), config: Default::default(), lexicon: Arc::new(lexicon) };
+            let answerer = Answerer { kb, generator, config: Default::default(), lexicon: Arc::new(lexicon) };
             let answer = answerer.ask_blocking(&AskRequest {
                 question: question.clone(),
                 filter: KbFilter::default(),

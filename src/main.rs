@@ -23,7 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use zhengwu_inference::e5::E5Embedder;
 use zhengwu_inference::llm::{EngineOptions, LlmEngine};
 use zhengwu_inference::registry::{FetchOptions, ModelKind, Registry};
-use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest, Generator};
+use zhengwu_inference::{ChatMessage, ChatRequest, GenerationEvent, GenerationParams, Generator};
 
 use config::FileConfig;
 use server::{AppState, ServerLimits};
@@ -127,6 +127,13 @@ struct ModelArgs {
     /// Fetch missing models before loading them.
     #[arg(long, env = "ZHENGWU_FETCH")]
     fetch: bool,
+    /// Use a remote OpenAI-compatible server (base URL, e.g. `http://10.0.0.5:8080`) for the
+    /// chat model instead of loading it here; `--chat-model` is then the name it serves.
+    #[arg(long, env = "ZHENGWU_CHAT_REMOTE_URL")]
+    chat_remote_url: Option<String>,
+    /// Bearer key for the remote chat server.
+    #[arg(long, env = "ZHENGWU_CHAT_REMOTE_API_KEY", hide_env_values = true)]
+    chat_remote_api_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -173,6 +180,8 @@ struct ModelSettings {
     threads: usize,
     max_context: usize,
     fetch: bool,
+    /// Where the chat model runs when it is not loaded here.
+    chat_remote: Option<zhengwu_inference::remote::RemoteOptions>,
 }
 
 fn none_means_off(name: String) -> Option<String> {
@@ -194,16 +203,28 @@ fn model_settings(args: &ModelArgs, file: &FileConfig) -> anyhow::Result<ModelSe
     init_threads(threads);
     let device_spec = args.device.clone().or(f.device.clone()).unwrap_or_else(|| "cpu".into());
     let device = zhengwu_inference::device::parse_device(&device_spec)?;
+    let chat = none_means_off(args.chat_model.clone().or(f.chat.clone()).unwrap_or_else(|| DEFAULT_CHAT.into()));
+    let max_context = args.max_context.or(f.max_context).unwrap_or(8192);
+    let chat_remote = match (args.chat_remote_url.clone().or(f.chat_remote_url.clone()).filter(|u| !u.trim().is_empty()), &chat) {
+        (Some(url), Some(model)) => Some(zhengwu_inference::remote::RemoteOptions {
+            api_key: args.chat_remote_api_key.clone().or(f.chat_remote_api_key.clone()).filter(|k| !k.is_empty()),
+            context_length: max_context,
+            ..zhengwu_inference::remote::RemoteOptions::new(&url, model)
+        }),
+        (Some(_), None) => bail!("a remote chat server is configured but the chat model is `none`: name the model it serves"),
+        (None, _) => None,
+    };
     Ok(ModelSettings {
         registry,
-        chat: none_means_off(args.chat_model.clone().or(f.chat.clone()).unwrap_or_else(|| DEFAULT_CHAT.into())),
+        chat,
         embedding: none_means_off(
             args.embedding_model.clone().or(f.embedding.clone()).unwrap_or_else(|| DEFAULT_EMBEDDING.into()),
         ),
         device,
         threads,
-        max_context: args.max_context.or(f.max_context).unwrap_or(8192),
+        max_context,
         fetch: args.fetch,
+        chat_remote,
     })
 }
 
@@ -231,6 +252,15 @@ fn locate(settings: &ModelSettings, name: &str) -> anyhow::Result<PathBuf> {
     } else {
         Ok(settings.registry.locate(name)?)
     }
+}
+
+/// The chat model: the remote server when one is configured, else the local engine.
+fn load_generator(settings: &ModelSettings, name: &str, opts: EngineOptions) -> anyhow::Result<Arc<dyn Generator>> {
+    if let Some(remote) = &settings.chat_remote {
+        tracing::info!(url = %remote.base_url, model = %remote.model, "chat model on a remote server");
+        return Ok(Arc::new(zhengwu_inference::remote::RemoteGenerator::new(remote.clone())?));
+    }
+    Ok(Arc::new(load_chat(settings, name, opts)?))
 }
 
 fn load_chat(settings: &ModelSettings, name: &str, opts: EngineOptions) -> anyhow::Result<LlmEngine> {
@@ -336,15 +366,14 @@ fn chat_cmd(
     let settings = model_settings(args, file)?;
     let name = settings.chat.clone().context("no chat model configured")?;
     tracing::info!(features = %zhengwu_inference::device::cpu_features(), "engine");
-    let engine = load_chat(&settings, &name, EngineOptions { max_context: settings.max_context, ..Default::default() })?;
+    let engine = load_generator(&settings, &name, EngineOptions { max_context: settings.max_context, ..Default::default() })?;
     let mut messages = Vec::new();
     if let Some(s) = system {
         messages.push(ChatMessage::new("system", s));
     }
     messages.push(ChatMessage::new("user", prompt));
-    let prompt = engine.render_chat(&messages)?;
     let params = GenerationParams { max_tokens, temperature, ..Default::default() };
-    let mut rx = engine.submit(GenerationRequest { prompt, params, deadline: None })?;
+    let mut rx = engine.chat(ChatRequest::new(messages, params))?;
     let mut out = std::io::stdout();
     while let Some(ev) = rx.blocking_recv() {
         match ev {
@@ -405,8 +434,9 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         max_context: settings.max_context,
         ..Default::default()
     };
-    // Check names before binding so a typo fails at once.
-    for name in [&settings.chat, &settings.embedding].into_iter().flatten() {
+    // Check names before binding so a typo fails at once (a remote server names its own).
+    let local_chat = if settings.chat_remote.is_some() { &None } else { &settings.chat };
+    for name in [local_chat, &settings.embedding].into_iter().flatten() {
         settings.registry.get(name)?;
     }
     tracing::info!(
@@ -416,9 +446,10 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         "engine configuration"
     );
     let state = Arc::new(AppState::new(settings.chat.is_some(), settings.embedding.is_some(), api_key, limits));
-    // Speech (issue 4): whisper-base loads on the first /api/asr request, 1 whisper thread.
+    // Speech: whisper-base loads on the first /api/asr request, 1 whisper thread.
+    let whisper_registry = settings.registry.clone();
     let asr = Arc::new(zhengwu_hotline::asr::http::AsrService::new(
-        settings.registry.clone(),
+        move || whisper_registry.locate_whisper("whisper-base").map_err(|e| e.to_string()),
         "whisper-base",
         zhengwu_hotline::asr::WhisperConfig::default(),
         1,
@@ -449,7 +480,7 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
                 let _ = loader_state.embedder.set(Arc::new(e));
                 tracing::info!(model = %name, "embedding model ready");
             }
-            // Hotline models (issue 5): after the embedder, which their features may use.
+            // Hotline models: after the embedder, which their features may use.
             let emb: Option<Arc<dyn zhengwu_inference::Embedder>> = loader_state.embedder.get().cloned();
             let models = load_intel_models(&settings.registry, emb);
             let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -466,8 +497,7 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if let Some(name) = &settings.chat {
-                let g = load_chat(&settings, name, engine_opts)?;
-                let g: Arc<dyn Generator> = Arc::new(g);
+                let g = load_generator(&settings, name, engine_opts)?;
                 let _ = loader_state.generator.set(g.clone());
                 if let Some(svc) = loader_slot.lock().ok().and_then(|s| s.clone()) {
                     let _ = svc.generator.set(g);
@@ -494,7 +524,7 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         let mut tickets_cfg = file.tickets.clone();
         tickets_cfg.db = args.tickets_db.clone().or(tickets_cfg.db);
         tickets_cfg.agent_key = args.tickets_agent_key.clone().or(tickets_cfg.agent_key);
-        // Web app (issue 6): users from [web] and ZHENGWU_WEB_USERS; with users, staff act with
+        // Web app: users from [web] and ZHENGWU_WEB_USERS; with users, staff act with
         // the ticket agent key (a random one when none is configured).
         let web_cfg = file.web.clone().with_env_users(std::env::var("ZHENGWU_WEB_USERS").ok().as_deref())?;
         if !web_cfg.users.is_empty() && tickets_cfg.agent_key.is_none() {

@@ -182,7 +182,7 @@ pub fn run(args: TrainArgs, registry_path: &Path, registry: &Registry, embedding
         if let Some(c) = &cache {
             fz = fz.with_cache(c.clone());
         }
-        let (artifact, report, written) = task.train(&loaded.examples, &loaded.train_only, catalogue.as_ref(), fz)?;
+        let (artifact, report, written) = task.train(&loaded.examples, &loaded.train_only, catalogue.as_ref(), fz, &zhengwu_inference::linear::CandleTrainer)?;
         if written > 0 {
             eprintln!("train {name}: + {written} rows that only train (the department catalogue's written examples, label descriptions)");
         }

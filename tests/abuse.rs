@@ -1,4 +1,4 @@
-//! Attacks tried as tests (issue 18), against the real `zhengwu serve` binary on loopback: each
+//! Attacks tried as tests, against the real `zhengwu serve` binary on loopback: each
 //! payload gets a clear 4xx, the server stays up, `/health` keeps answering while the attack
 //! runs, and memory does not balloon. The crafted WAV headers are generated here, never
 //! committed as files.

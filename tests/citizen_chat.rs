@@ -1,5 +1,5 @@
 //! The citizen chat through the real `zhengwu serve` (0.5B chat model, e5, the starter knowledge
-//! base, the hotline's form filling and dispatch), logged in as a citizen (issue 19): a service
+//! base, the hotline's form filling and dispatch), logged in as a citizen: a service
 //! request gets a draft ticket and its department and is filed on confirmation; a missing
 //! manhole cover gets safety advice first and is filed as urgent although a citizen cannot set
 //! urgency; harmful requests, status questions and greetings are told apart without the model.
@@ -111,7 +111,7 @@ fn service_requests_become_tickets_and_hazards_are_urgent() {
     let a = ask(&s, "你好");
     assert_eq!(a["kind"], "small_talk", "{a}");
 
-    // The agent co-pilot shows knowledge only when it is about the call (issue 20): none for a
+    // The agent co-pilot shows knowledge only when it is about the call: none for a
     // broken elevator, the 居住证 documents for a question about them.
     let copilot = |transcript: &str| -> Value {
         let r = client().post(s.url("/api/copilot")).bearer_auth("admin-key-0002").json(&json!({ "transcript": transcript })).send().unwrap();

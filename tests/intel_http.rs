@@ -66,7 +66,7 @@ fn hotline_intelligence_end_to_end() {
     assert_eq!(m["lead"]["dept"], "emergency", "{m}");
     assert!(m["reasons"].as_array().unwrap().iter().any(|r| r["kind"] == "model"), "{m}");
 
-    // Ordinary hotline requests (issue 20): the department whose duties cover them leads, and
+    // Ordinary hotline requests: the department whose duties cover them leads, and
     // nothing is dispatched automatically to a department they do not concern. Before the duty
     // match, the model trained on Beijing 政务问答 rows sent most of them to 市应急管理局.
     for (text, dept) in [

@@ -44,9 +44,9 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
     let threads = args.threads.unwrap_or(1);
     let registry = Registry::load(&args.models_toml)?;
     let t_load = Instant::now();
-    let engine = WhisperTranscriber::from_registry(
-        &registry,
+    let engine = WhisperTranscriber::load(
         model,
+        &registry.locate_whisper(model)?,
         WhisperConfig {
             threads,
             ..WhisperConfig::default()

@@ -1,4 +1,4 @@
-//! Suite `citizen`: the citizen chat tried as citizens use it (issue 19).
+//! Suite `citizen`: the citizen chat tried as citizens use it.
 //!
 //! The cases are our own writing (`eval/sets/citizen.jsonl`): answerable paraphrases with the
 //! sources and key facts a right answer holds, near-misses (the same 证件 as a document or FAQ,
@@ -184,7 +184,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         eprintln!("citizen: {}/{} {} {} → {} ({:.1} s)", i + 1, cases.len(), c.id, c.kind, g.outcome.as_str(), g.latency);
         graded.push(g);
     }
-    let mut report = Report::new("Citizen chat: answers citizens can trust (issue 19)");
+    let mut report = Report::new("Citizen chat: answers citizens can trust");
     report.section(format!(
         "{} cases of `eval/sets/citizen.jsonl` (split `{split}`), chat model `{chat}`, e5-small, the starter knowledge base; \
          each sent to a fresh server's `POST /api/ask` as the citizen page sends it. Grading rules: see `eval/src/citizen.rs`.",

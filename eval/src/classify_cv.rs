@@ -1,4 +1,4 @@
-//! Cross-validated Teddy first-level classification (issue 20): one dev split of 71 rows swings
+//! Cross-validated Teddy first-level classification: one dev split of 71 rows swings
 //! by ±0.1 macro-F1, so each recipe is trained and scored on 5 folds, twice with different fold
 //! assignments, and reported as the mean and spread of the 10 macro-F1 values.
 //!
@@ -16,7 +16,8 @@ use std::path::Path;
 use zhengwu_hotline::intel::artifact::{Example, Target};
 use zhengwu_hotline::intel::data;
 use zhengwu_hotline::intel::features::text_hash;
-use zhengwu_hotline::intel::linear::{LinearModel, Targets, TrainConfig};
+use zhengwu_hotline::intel::linear::{LinearTrainer, Targets, TrainConfig};
+use zhengwu_inference::linear::CandleTrainer;
 use zhengwu_hotline::intel::score;
 use zhengwu_hotline::intel::tasks::Task;
 
@@ -122,7 +123,7 @@ pub fn teddy_cross_validation(models: &mut Models, dir: &Path, report: &mut Repo
                 train.retain(|&i| label_of(all[i]).is_some());
                 let y: Vec<u32> = train.iter().map(|&i| label_of(all[i]).unwrap_or(0)).collect();
                 let cfg = TrainConfig { class_balance: r.balance, seed: 7 + rep, ..Task::ClassifyTeddy.train_config() };
-                let (model, _) = LinearModel::train(&gather(&train), dim, Targets::Classes { labels: &y, classes: k }, &cfg)?;
+                let (model, _) = CandleTrainer.train(&gather(&train), dim, Targets::Classes { labels: &y, classes: k }, &cfg)?;
                 let logits = model.forward(&gather(&test))?;
                 let pred: Vec<usize> = logits.chunks(k).map(|row| (0..k).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap_or(0)).collect();
                 let gold: Vec<usize> = test.iter().map(|&i| label_of(all[i]).unwrap_or(0) as usize).collect();

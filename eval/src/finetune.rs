@@ -10,7 +10,7 @@ use anyhow::Context;
 use zhengwu_hotline::intel::replies::{self, ReplyCase};
 use zhengwu_inference::llm::{EngineOptions, LlmEngine};
 use zhengwu_inference::registry::Registry;
-use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest, Generator};
+use zhengwu_inference::{ChatMessage, ChatRequest, GenerationParams, Generator};
 
 use crate::report::{fmt_num, Report};
 use crate::EvalArgs;
@@ -22,18 +22,9 @@ const REPLY_MAX_TOKENS: usize = 320;
 
 /// Greedy generation of one chat turn.
 pub fn draft(engine: &dyn Generator, messages: &[ChatMessage], max_tokens: usize) -> anyhow::Result<String> {
-    let prompt = engine.render_chat(messages)?;
     let params = GenerationParams { max_tokens, repetition_penalty: 1.05, ..Default::default() };
-    let mut rx = engine.submit(GenerationRequest { prompt, params, deadline: None })?;
-    let mut text = String::new();
-    while let Some(ev) = rx.blocking_recv() {
-        match ev {
-            GenerationEvent::Delta(d) => text.push_str(&d),
-            GenerationEvent::Done(_) => break,
-            GenerationEvent::Failed(e) => return Err(e.into()),
-        }
-    }
-    Ok(text)
+    let stream = engine.chat(ChatRequest::new(messages.to_vec(), params))?;
+    Ok(zhengwu_inference::collect_blocking(stream)?.text)
 }
 
 #[derive(Default)]

@@ -425,7 +425,7 @@ fn calibration(points: &[(f32, bool)]) -> (f64, Vec<(f64, f64, usize, f64, f64)>
 }
 
 /// `dispatch.realistic.*`: the written requests (dev and report parts), with the deployed
-/// dispatcher and with the duty match off (the dispatcher before issue 20), plus a reliability
+/// dispatcher and with the duty match off (the dispatcher as it was before it learned the duties), plus a reliability
 /// table of the lead's confidence on the report part.
 fn realistic_dispatch(
     report: &mut Report,

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use zhengwu_inference::llm::{EngineOptions, LlmEngine};
 use zhengwu_inference::registry::Registry;
-use zhengwu_inference::{EmbedKind, Embedder, GenerationEvent, GenerationParams, GenerationRequest, Generator};
+use zhengwu_inference::{EmbedKind, Embedder, GenerationEvent, GenerationParams, GenerationRequest};
 
 use crate::report::{bar_chart_svg, fmt_num, Report};
 use crate::EvalArgs;

@@ -1,4 +1,4 @@
-//! Suite `soak`: a bounded soak of the whole server under mixed traffic (issue 18).
+//! Suite `soak`: a bounded soak of the whole server under mixed traffic.
 //!
 //! The suite starts its own server (this binary, `serve --host 127.0.0.1 --port 0`) with a fresh
 //! temporary ticket database, knowledge-base store and audit log, no users (open mode on

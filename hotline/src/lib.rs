@@ -1,6 +1,6 @@
 //! The 12345 hotline: tickets and their lifecycle, call transcription, redaction and sensitive
-//! words (issue 4); classification, dispatch, callback quality, hot spots and supervisor metrics
-//! (issue 5, [`intel`]).
+//! words; classification, dispatch, callback quality, hot spots and supervisor metrics
+//! ([`intel`]).
 
 pub mod asr;
 pub mod blocking;

@@ -1,4 +1,4 @@
-//! Hostile input for the audio decoder front (issue 18, item 2): a property test over random
+//! Hostile input for the audio decoder front: a property test over random
 //! bytes and mutated valid files of every container the decoder accepts, plus named regression
 //! tests for the container claims that used to make a dependency allocate without bound.
 //!

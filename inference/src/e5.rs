@@ -751,11 +751,18 @@ impl Embedder for E5Embedder {
         self.max_tokens
     }
 
-    fn count_tokens(&self, text: &str, kind: EmbedKind) -> Result<usize> {
+    fn count_tokens(&self, text: &str, kind: EmbedKind) -> zhengwu_core::Result<usize> {
         Ok(self.token_ids(text, kind).len())
     }
 
-    fn embed(&self, texts: &[&str], kind: EmbedKind) -> Result<Embeddings> {
+    fn embed(&self, texts: &[&str], kind: EmbedKind) -> zhengwu_core::Result<Embeddings> {
+        Ok(self.embed_batches(texts, kind)?)
+    }
+}
+
+impl E5Embedder {
+    /// Embed in padded batches of similar length, within the token budget of one batch.
+    fn embed_batches(&self, texts: &[&str], kind: EmbedKind) -> Result<Embeddings> {
         let limit = self.max_tokens();
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.token_ids(t, kind)).collect();
         if let Some(too_long) = ids.iter().find(|ids| ids.len() > limit) {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use zhengwu_core::ErrorKind;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +40,26 @@ pub enum Error {
     Template(#[from] minijinja::Error),
     #[error("{context}: {source}")]
     Io { context: String, #[source] source: std::io::Error },
+    /// An error from a seam shared with the other crates (`zhengwu-core`).
+    #[error(transparent)]
+    Seam(#[from] zhengwu_core::Error),
 }
 
 impl Error {
+    /// Which of the workspace's error kinds this is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Invalid(_) | Error::Tokenizer(_) | Error::Template(_) => ErrorKind::Invalid,
+            Error::ContextOverflow { .. } => ErrorKind::ContextOverflow,
+            Error::Overloaded { .. } => ErrorKind::Overloaded,
+            Error::Cancelled(_) => ErrorKind::Deadline,
+            Error::Seam(e) => e.kind(),
+            Error::Registry(_) | Error::ModelFile { .. } | Error::Fetch { .. } | Error::Load { .. } | Error::Candle(_) | Error::Io { .. } => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { context: context.into(), source }
     }
@@ -49,5 +68,27 @@ impl Error {
 impl From<tokenizers::Error> for Error {
     fn from(e: tokenizers::Error) -> Self {
         Error::Tokenizer(e.to_string())
+    }
+}
+
+/// What crosses the seams: the structured variants keep their shape, the rest keep their
+/// message and kind.
+impl From<Error> for zhengwu_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(m) => zhengwu_core::Error::Invalid(m),
+            Error::ContextOverflow { model, tokens, limit } => zhengwu_core::Error::ContextOverflow { model, tokens, limit },
+            Error::Overloaded { capacity } => zhengwu_core::Error::Overloaded { capacity },
+            Error::Cancelled(m) => zhengwu_core::Error::Cancelled(m),
+            Error::Seam(e) => e,
+            other => {
+                let kind = other.kind();
+                if kind == ErrorKind::Invalid {
+                    zhengwu_core::Error::Invalid(other.to_string())
+                } else {
+                    zhengwu_core::Error::Other { kind, message: other.to_string() }
+                }
+            }
+        }
     }
 }

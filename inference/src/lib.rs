@@ -1,61 +1,23 @@
 //! zhengwu inference engine: the model registry (`models.toml`), weight fetching, and the
-//! candle implementations of the two seams every other crate uses, [`Generator`] and [`Embedder`].
+//! candle implementations of the two model seams `zhengwu-core` defines, [`Generator`] and
+//! [`Embedder`].
 //!
-//! The HTTP layer (root crate) only sees the traits and plain data types defined here.
+//! Other crates see the traits and plain data types through `zhengwu-core`; this crate
+//! re-exports them for the binary.
 
 pub mod device;
 pub mod e5;
 pub mod error;
 pub mod finetune;
+pub mod linear;
 pub mod llm;
 pub mod registry;
+pub mod remote;
 pub mod tensor_file;
 
 pub use error::{Error, Result};
-pub use llm::{
-    ChatMessage, Completion, FinishReason, GenerationEvent, GenerationParams, GenerationRequest, GenerationStream,
-    Generator,
+pub use llm::GenerationRequest;
+pub use zhengwu_core::{
+    ai_marker, collect, collect_blocking, ChatMessage, ChatRequest, Completion, EmbedKind, Embedder, Embeddings,
+    FinishReason, Generated, GenerationEvent, GenerationParams, GenerationStream, Generator, AI_LABEL,
 };
-
-/// The AI-content label every generated answer carries (GB 45438-2025), on `/v1` and `/api/ask`.
-pub const AI_LABEL: &str = "本回复由人工智能生成，仅供参考";
-
-/// The `ai_content` object attached to generated answers.
-pub fn ai_marker(model: &str) -> serde_json::Value {
-    serde_json::json!({ "ai_generated": true, "label": AI_LABEL, "model": model, "standard": "GB 45438-2025" })
-}
-
-/// Which prefix an E5-style embedder puts in front of a text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmbedKind {
-    /// A search query (`query: ` prefix).
-    Query,
-    /// A document passage (`passage: ` prefix).
-    Passage,
-    /// The text as given, no prefix.
-    Raw,
-}
-
-/// Result of embedding a batch of texts.
-#[derive(Debug, Clone)]
-pub struct Embeddings {
-    /// One L2-normalised vector per input text, in input order.
-    pub vectors: Vec<Vec<f32>>,
-    /// Tokens consumed (including special tokens), for `usage` reporting.
-    pub prompt_tokens: usize,
-}
-
-/// A sentence-embedding model.
-pub trait Embedder: Send + Sync {
-    /// Registry name of the model (e.g. `multilingual-e5-small`).
-    fn model_id(&self) -> &str;
-    /// Output dimension.
-    fn dim(&self) -> usize;
-    /// Longest input in tokens; longer inputs are an error, never silently truncated.
-    fn max_tokens(&self) -> usize;
-    /// Number of tokens `text` takes with the given prefix (including special tokens).
-    fn count_tokens(&self, text: &str, kind: EmbedKind) -> Result<usize>;
-    /// Embed `texts`; each output vector is L2-normalised.
-    fn embed(&self, texts: &[&str], kind: EmbedKind) -> Result<Embeddings>;
-}

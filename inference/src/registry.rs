@@ -665,6 +665,16 @@ impl Registry {
         }
     }
 
+    /// [`Registry::locate`] for a ggml whisper model (what whisper.cpp loads); another kind of
+    /// model under that name is an error.
+    pub fn locate_whisper(&self, name: &str) -> Result<PathBuf> {
+        let spec = self.get(name)?;
+        if spec.format != "ggml" || spec.arch != "whisper" {
+            return Err(Error::Registry(format!("model `{name}` is {} / {}, not a ggml whisper model", spec.format, spec.arch)));
+        }
+        self.locate(name)
+    }
+
     /// The path of a verified file for `name`, without any network access.
     pub fn locate(&self, name: &str) -> Result<PathBuf> {
         let spec = self.get(name)?;

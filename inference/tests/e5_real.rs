@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 
 use candle_core::Device;
 use zhengwu_inference::e5::E5Embedder;
-use zhengwu_inference::{EmbedKind, Embedder, Error};
+use zhengwu_core::Error;
+use zhengwu_inference::{EmbedKind, Embedder};
 
 fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("ZHENGWU_E5_PATH") {
@@ -289,7 +290,7 @@ fn truncated_file_names_the_file() {
         let err = E5Embedder::load(&p, "multilingual-e5-small", &Device::Cpu).unwrap_err();
         let msg = err.to_string();
         eprintln!("{msg}");
-        assert!(matches!(err, Error::ModelFile { .. }), "{msg}");
+        assert!(matches!(err, zhengwu_inference::Error::ModelFile { .. }), "{msg}");
         assert!(msg.contains(name) && msg.contains("truncated"), "{msg}");
     }
     // A corrupt header field (hidden size 385 at offset 8) is caught, not a panic.

@@ -12,7 +12,7 @@ use zhengwu_inference::finetune::{self, LoraAdapter, LoraSpec, Quiet, TrainOptio
 use zhengwu_inference::llm::engine::tokenizer_and_template;
 use zhengwu_inference::llm::{EngineOptions, LlmEngine};
 use zhengwu_inference::registry::Registry;
-use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest, Generator};
+use zhengwu_inference::{ChatMessage, ChatRequest, GenerationParams, Generator};
 
 const MODEL: &str = "qwen2.5-0.5b-instruct";
 
@@ -25,18 +25,9 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 fn greedy(engine: &LlmEngine, messages: &[ChatMessage], max_tokens: usize) -> String {
-    let prompt = engine.render_chat(messages).unwrap();
     let params = GenerationParams { max_tokens, ..Default::default() };
-    let mut rx = engine.submit(GenerationRequest { prompt, params, deadline: None }).unwrap();
-    let mut text = String::new();
-    while let Some(ev) = rx.blocking_recv() {
-        match ev {
-            GenerationEvent::Delta(d) => text.push_str(&d),
-            GenerationEvent::Done(_) => break,
-            GenerationEvent::Failed(e) => panic!("generation failed: {e}"),
-        }
-    }
-    text
+    let stream = engine.chat(ChatRequest::new(messages.to_vec(), params)).unwrap();
+    zhengwu_core::collect_blocking(stream).expect("generation").text
 }
 
 fn options(max_steps: usize) -> TrainOptions {

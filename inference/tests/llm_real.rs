@@ -85,3 +85,12 @@ fn embeddings_read_from_the_file_equal_the_table_in_memory() {
     let err = paged.forward(&[10_000_000], &mut paged.new_cache()).unwrap_err().to_string();
     assert!(err.contains("outside the vocabulary"), "{err}");
 }
+
+/// The local engine shows the behaviour every generator backend must (the same suite runs on
+/// the test fake and on the remote client against a second server).
+#[test]
+fn the_engine_passes_the_generator_suite() {
+    use zhengwu_inference::llm::{EngineOptions, LlmEngine};
+    let engine = LlmEngine::load(&model_path(), MODEL, &Device::Cpu, EngineOptions { max_context: 1024, ..Default::default() }).unwrap();
+    zhengwu_core::testing::generator_suite(&engine);
+}

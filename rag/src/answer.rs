@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest, Generator};
+use zhengwu_core::{ChatMessage, ChatRequest, GenerationParams, Generator};
 
 use crate::error::{Error, Result};
 use crate::kb::{Hit, KnowledgeBase, Mode, SearchRequest};
@@ -29,7 +29,7 @@ use crate::store::{ChunkPayload, EntryKind, KbFilter};
 use crate::understand::{Entity, Lexicon, MessageKind, Understanding};
 
 /// The AI-content label and marker are the inference crate's (one definition for `/v1` too).
-pub use zhengwu_inference::{ai_marker, AI_LABEL};
+pub use zhengwu_core::{ai_marker, AI_LABEL};
 
 /// Fixed refusal with hand-off to a human agent.
 pub const REFUSAL: &str = "抱歉，知识库中没有找到与您的问题直接相关的政策依据，我无法给出准确答复。建议您转人工服务：拨打12345热线按提示转接人工坐席，或前往相关部门服务窗口咨询。";
@@ -171,7 +171,7 @@ pub struct Timings {
 
 impl Timings {
     /// The timings of an answer generated after `retrieve_secs` of retrieval.
-    pub fn generated(retrieve_secs: f64, c: &zhengwu_inference::Completion) -> Self {
+    pub fn generated(retrieve_secs: f64, c: &zhengwu_core::Completion) -> Self {
         Self {
             retrieve_secs,
             queue_secs: c.queue_secs,
@@ -184,9 +184,9 @@ impl Timings {
 
     /// The engine's view of the generation (for throughput metrics); `None` when nothing was
     /// generated (FAQ, refusal before generation).
-    pub fn completion(&self) -> Option<zhengwu_inference::Completion> {
-        (self.prompt_tokens > 0).then(|| zhengwu_inference::Completion {
-            finish_reason: zhengwu_inference::FinishReason::Stop,
+    pub fn completion(&self) -> Option<zhengwu_core::Completion> {
+        (self.prompt_tokens > 0).then(|| zhengwu_core::Completion {
+            finish_reason: zhengwu_core::FinishReason::Stop,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             queue_secs: self.queue_secs,
@@ -319,7 +319,7 @@ pub enum Plan {
     Final(Answer),
     /// `question` is the one searched and answered (a follow-up read with its history);
     /// `following[i]` is the document text after `sources[i]` ([`Answerer::following`]).
-    Generate { prompt: String, question: String, sources: Vec<Hit>, following: Vec<String>, relevance: f32, retrieve_secs: f64, understood: Understood },
+    Generate { messages: Vec<ChatMessage>, question: String, sources: Vec<Hit>, following: Vec<String>, relevance: f32, retrieve_secs: f64, understood: Understood },
 }
 
 pub struct Answerer {
@@ -845,8 +845,7 @@ impl Answerer {
         tracing::debug!(question = asked, sources = ?sources.iter().map(|h| format!("{}#{}", h.chunk.doc_id, h.chunk.chunk_index)).collect::<Vec<_>>(), by_entity, "answer sources");
         let retrieve_secs = secs();
         let messages = build_messages(&asked, &sources);
-        let prompt = self.generator.render_chat(&messages)?;
-        Ok(Plan::Generate { prompt, question: asked, sources, following, relevance, retrieve_secs, understood: Understood::from(&u) })
+        Ok(Plan::Generate { messages, question: asked, sources, following, relevance, retrieve_secs, understood: Understood::from(&u) })
     }
 
     /// What the message is: its kind from the message itself (a follow-up is read on its own),
@@ -965,13 +964,16 @@ impl Answerer {
         Ok(out)
     }
 
-    pub fn params(&self, req: &AskRequest) -> GenerationParams {
-        GenerationParams {
+    /// The generation an answer plan asks for: greedy, a light repetition penalty, the
+    /// request's token budget (cut to what the context leaves).
+    pub fn chat_request(&self, req: &AskRequest, messages: Vec<ChatMessage>) -> ChatRequest {
+        let params = GenerationParams {
             max_tokens: req.max_tokens.unwrap_or(self.config.max_tokens).clamp(1, 1024),
             temperature: 0.0,
             repetition_penalty: 1.05,
             ..Default::default()
-        }
+        };
+        ChatRequest::new(messages, params)
     }
 
     /// The whole answer, blocking (for the CLI, eval and the JSON route).
@@ -983,21 +985,12 @@ impl Answerer {
     pub fn carry_out(&self, req: &AskRequest, plan: Plan) -> Result<Answer> {
         match plan {
             Plan::Final(a) => Ok(a),
-            Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs, understood } => {
-                let mut rx = self.generator.submit(GenerationRequest { prompt, params: self.params(req), deadline: None })?;
-                let mut text = String::new();
-                while let Some(ev) = rx.blocking_recv() {
-                    match ev {
-                        GenerationEvent::Delta(d) => text.push_str(&d),
-                        GenerationEvent::Done(c) => {
-                            let mut a = finish(&question, &text, &sources, &following, relevance, Timings::generated(retrieve_secs, &c));
-                            a.understanding = Some(understood);
-                            return Ok(a);
-                        }
-                        GenerationEvent::Failed(e) => return Err(e.into()),
-                    }
-                }
-                Err(Error::Store("generation ended without a result".into()))
+            Plan::Generate { messages, question, sources, following, relevance, retrieve_secs, understood } => {
+                let stream = self.generator.chat(self.chat_request(req, messages))?;
+                let generated = zhengwu_core::collect_blocking(stream)?;
+                let mut a = finish(&question, &generated.text, &sources, &following, relevance, Timings::generated(retrieve_secs, &generated.completion));
+                a.understanding = Some(understood);
+                Ok(a)
             }
         }
     }

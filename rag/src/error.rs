@@ -15,7 +15,7 @@ pub enum Error {
     Store(String),
     /// The embedding or chat model failed.
     #[error("model: {0}")]
-    Model(#[from] zhengwu_inference::Error),
+    Model(#[from] zhengwu_core::Error),
     /// A request or config value is invalid (bad date, empty query, unknown mode ...).
     #[error("invalid input: {0}")]
     Invalid(String),
@@ -24,6 +24,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Which of the workspace's error kinds this is (the HTTP status follows from it).
+    pub fn kind(&self) -> zhengwu_core::ErrorKind {
+        use zhengwu_core::ErrorKind;
+        match self {
+            Error::Invalid(_) | Error::Document { .. } => ErrorKind::Invalid,
+            Error::Model(e) => e.kind(),
+            Error::Io(_) | Error::Store(_) | Error::Json(_) => ErrorKind::Internal,
+        }
+    }
+
     pub fn document(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self::Document { path: path.into(), reason: reason.into() }
     }

@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_stream::wrappers::ReceiverStream;
-use zhengwu_inference::{Embedder, GenerationEvent, GenerationRequest, Generator};
+use zhengwu_core::{Embedder, ErrorKind, GenerationEvent, Generator};
 
 use crate::answer::{ai_marker, finish, service_request_text, Answer, AnswerConfig, AnswerKind, Answerer, AskRequest, Plan, RequestDrafter, Timings};
 use crate::understand::Lexicon;
@@ -145,20 +145,20 @@ impl RagState {
     /// The knowledge base, opened on first use once the embedder is loaded.
     fn kb(&self) -> Result<Arc<KnowledgeBase>, ApiError> {
         if let Some(e) = self.open_error.get() {
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "kb_unavailable", e.clone()));
+            return Err(ApiError::new(ErrorKind::Internal, "kb_unavailable", e.clone()));
         }
         let mut slot = self.kb.lock().map_err(|_| ApiError::internal("knowledge base lock poisoned"))?;
         if let Some(kb) = slot.as_ref() {
             return Ok(kb.clone());
         }
         let embedder = (self.embedder)().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the embedding model is still loading")
+            ApiError::new(ErrorKind::NotReady, "not_ready", "the embedding model is still loading")
         })?;
         // The Qdrant server when ZHENGWU_QDRANT_URL is set, else the embedded store.
         let store = crate::open_store(&self.config.store_dir, embedder.dim()).map_err(|e| {
             let msg = format!("opening the knowledge-base store ({}): {e}", crate::store_location(&self.config.store_dir));
             let _ = self.open_error.set(msg.clone());
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "kb_unavailable", msg)
+            ApiError::new(ErrorKind::Internal, "kb_unavailable", msg)
         })?;
         let mut kb = KnowledgeBase::new(store, embedder).map_err(ApiError::from)?;
         kb.weights = self.config.weights;
@@ -170,9 +170,9 @@ impl RagState {
     fn answerer(&self) -> Result<Answerer, ApiError> {
         let kb = self.kb()?;
         let generator = (self.generator)().ok_or_else(|| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the chat model is still loading (or not configured)")
+            ApiError::new(ErrorKind::NotReady, "not_ready", "the chat model is still loading (or not configured)")
         })?;
-        let lexicon = self.lexicon.clone().map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "lexicon_unavailable", e))?;
+        let lexicon = self.lexicon.clone().map_err(|e| ApiError::new(ErrorKind::Internal, "lexicon_unavailable", e))?;
         Ok(Answerer { kb, generator, config: self.config.answer.clone(), lexicon })
     }
 
@@ -312,11 +312,14 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error of `kind`: its status comes from the workspace's one table
+    /// ([`ErrorKind::http_status`]).
+    fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self { status, code, message: message.into() }
     }
     fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+        Self::new(ErrorKind::Internal, "internal_error", message)
     }
     pub fn status(&self) -> StatusCode {
         self.status
@@ -331,21 +334,25 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        use zhengwu_inference::Error as M;
-        match &e {
-            Error::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e.to_string()),
-            Error::Model(M::Overloaded { .. }) => Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()),
-            Error::Model(M::ContextOverflow { .. }) | Error::Model(M::Invalid(_)) => {
-                Self::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
-            }
-            _ => Self::internal(e.to_string()),
+        let kind = e.kind();
+        let code = match kind {
+            ErrorKind::Invalid | ErrorKind::ContextOverflow => "invalid_request",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Internal => "internal_error",
+            other => other.code(),
+        };
+        if kind == ErrorKind::Internal {
+            tracing::error!(error = %e, "knowledge-base request failed");
         }
+        Self::new(kind, code, e.to_string())
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        Self::new(r.status(), "invalid_json", r.body_text())
+        // Transport-level failures keep the extractor's status (400 syntax, 413 size, 415
+        // content type); a well-formed body of the wrong shape is 422 like every invalid value.
+        Self { status: r.status(), code: "invalid_json", message: r.body_text() }
     }
 }
 
@@ -381,7 +388,7 @@ struct SearchParams {
 }
 
 async fn search_get(State(s): State<Arc<RagState>>, q: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
-    let Query(p) = q.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text()))?;
+    let Query(p) = q.map_err(|r| ApiError::new(ErrorKind::Invalid, "invalid_query", r.body_text()))?;
     let mode: Mode = p.mode.as_deref().unwrap_or("hybrid").parse().map_err(ApiError::from)?;
     let valid_on = p.date.as_deref().map(crate::document::parse_date).transpose().map_err(ApiError::from)?;
     let req = SearchRequest {
@@ -491,10 +498,10 @@ impl RagState {
                 }
                 let _ = tx.try_send(AskEvent::Done(a));
             }
-            Plan::Generate { prompt, question, sources, following, relevance, retrieve_secs, understood } => {
+            Plan::Generate { messages, question, sources, following, relevance, retrieve_secs, understood } => {
                 let mut grx = answerer
                     .generator
-                    .submit(GenerationRequest { prompt, params: answerer.params(&req), deadline: None })
+                    .chat(answerer.chat_request(&req, messages))
                     .map_err(|e| ApiError::from(Error::from(e)))?;
                 tokio::spawn(async move {
                     let mut text = String::new();

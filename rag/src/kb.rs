@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
-use zhengwu_inference::{EmbedKind, Embedder};
+use zhengwu_core::{EmbedKind, Embedder};
 
 use crate::chunker::{chunk, ChunkerConfig};
 use crate::document::{content_hash, load, DocMeta, FaqEntry, Loaded, SUPPORTED};

@@ -1,4 +1,4 @@
-//! Knowledge base and retrieval-augmented answers (issue 3).
+//! Knowledge base and retrieval-augmented answers.
 //!
 //! - [`chunker`]: Chinese-aware chunking (章/节/条/款, headings, lists, sentence budget, overlap).
 //! - [`document`]: Markdown/TXT/HTML/DOCX/PDF/FAQ loading with front-matter metadata.

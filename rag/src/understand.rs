@@ -1,4 +1,4 @@
-//! What a citizen's message is, decided before retrieval (issue 19): a policy question, a
+//! What a citizen's message is, decided before retrieval: a policy question, a
 //! service request (诉求) for the hotline, a question about a ticket already filed, small talk,
 //! or a request for help with something illegal; for questions, the aspect asked (材料, 时限,
 //! 费用 …) and the 证件/事项 it is about.

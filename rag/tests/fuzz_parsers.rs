@@ -1,4 +1,4 @@
-//! Fuzz targets for the chunker and every document parser (issue 18): property tests with
+//! Fuzz targets for the chunker and every document parser: property tests with
 //! shrinking (proptest) over random bytes and structured mutations of valid inputs.
 //!
 //! Every input must give `Ok` with sane output or a clear `Err`: never a panic, a hang (each

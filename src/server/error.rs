@@ -1,10 +1,12 @@
 //! OpenAI-shaped errors: every failure on `/v1` answers `{"error": {message, type, param, code}}`
-//! with a meaningful status code. Engine errors are mapped to statuses here, once.
+//! with a meaningful status code. Statuses come from the kind of error (`zhengwu_core::ErrorKind`,
+//! the workspace's one table); transport failures of the JSON extractor keep theirs.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+use zhengwu_core::{Error as SeamError, ErrorKind};
 use zhengwu_inference::Error as EngineError;
 
 #[derive(Debug)]
@@ -28,9 +30,6 @@ impl ApiError {
             param: Some(param.to_string()),
             message: message.into(),
         }
-    }
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
     }
     pub fn not_ready(what: &str) -> Self {
         Self {
@@ -62,29 +61,38 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl ApiError {
+    /// An error of `kind`: status, OpenAI `type` and default `code` from the workspace's one
+    /// table ([`ErrorKind`]).
+    pub fn of(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            kind: kind.openai_type(),
+            code: Some(kind.code()),
+            param: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SeamError> for ApiError {
+    fn from(e: SeamError) -> Self {
+        let kind = e.kind();
+        if kind == ErrorKind::Internal {
+            tracing::error!(error = %e, "engine error");
+        }
+        let message = e.to_string();
+        let mut api = ApiError::of(kind, message);
+        if let SeamError::InvalidParam { param, .. } = e {
+            api.param = Some(param);
+        }
+        api
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let message = e.to_string();
-        match e {
-            EngineError::Invalid(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", message),
-            EngineError::ContextOverflow { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message).with_code("context_length_exceeded")
-            }
-            EngineError::Overloaded { .. } => {
-                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message).with_code("queue_full")
-            }
-            EngineError::Cancelled(_) => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout_error", message).with_code("deadline_exceeded")
-            }
-            EngineError::Tokenizer(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", message),
-            EngineError::Template(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request_error", message).with_code("chat_template")
-            }
-            _ => {
-                tracing::error!(error = %message, "engine error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
-            }
-        }
+        SeamError::from(e).into()
     }
 }
 

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use zhengwu_core::ErrorKind;
 use zhengwu_inference::{Embedder, Generator};
 
 pub use error::ApiError;
@@ -132,7 +133,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::of(ErrorKind::NotFound, format!("no route for {} {}", req.method(), req.uri().path()))
         .with_code("unknown_url")
 }
 
@@ -156,7 +157,7 @@ async fn require_api_key(State(state): State<Arc<AppState>>, req: Request, next:
     let server_key = matches!((&state.api_key, given), (Some(k), Some(g)) if constant_time_eq(g.as_bytes(), k.as_bytes()));
     let user = web.and_then(|w| w.identify(req.headers())).is_some();
     if !(server_key || user) {
-        return ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "missing or wrong API key (Authorization: Bearer ...)")
+        return ApiError::of(ErrorKind::Unauthorized, "missing or wrong API key (Authorization: Bearer ...)")
             .with_code("invalid_api_key")
             .into_response();
     }
@@ -170,10 +171,10 @@ async fn require_supervisor(State(state): State<Arc<AppState>>, req: Request, ne
     if let Some(w) = logins(&state) {
         return match w.identify(req.headers()) {
             Some(id) if matches!(id.role, Role::Supervisor | Role::Admin) => next.run(req).await,
-            Some(id) => ApiError::new(StatusCode::FORBIDDEN, "invalid_request_error", format!("role {} may not read /metrics", id.role.as_str()))
+            Some(id) => ApiError::of(ErrorKind::Forbidden, format!("role {} may not read /metrics", id.role.as_str()))
                 .with_code("forbidden")
                 .into_response(),
-            None => ApiError::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "/metrics needs a supervisor's key (Authorization: Bearer ...)")
+            None => ApiError::of(ErrorKind::Unauthorized, "/metrics needs a supervisor's key (Authorization: Bearer ...)")
                 .with_code("invalid_api_key")
                 .into_response(),
         };

@@ -15,14 +15,16 @@ use base64::Engine as _;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use zhengwu_inference::{
-    ChatMessage, Completion, EmbedKind, FinishReason, GenerationEvent, GenerationParams, GenerationRequest, Generator,
+use zhengwu_core::{
+    ChatMessage, ChatRequest as EngineChat, Completion, EmbedKind, GenerationEvent, GenerationParams,
+    Generator,
 };
 
 use super::{ApiError, AppState};
+use zhengwu_core::ErrorKind;
 
 /// The `ai_content` object attached to every generated message (label defined in the inference crate).
-use zhengwu_inference::ai_marker;
+use zhengwu_core::ai_marker;
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
@@ -94,7 +96,7 @@ fn generator(state: &AppState) -> Result<&Arc<dyn Generator>, ApiError> {
         if state.expect_generator {
             ApiError::not_ready("the chat model")
         } else {
-            ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "this server runs no chat model")
+            ApiError::of(ErrorKind::NotFound, "this server runs no chat model")
                 .with_code("model_not_found")
         }
     })
@@ -158,69 +160,27 @@ fn refuse_unsupported(req: &ChatRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Validate the request and turn it into messages + generation parameters.
-fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<(String, GenerationParams), ApiError> {
+/// Validate the request and turn it into the engine's chat request. The engine templates and
+/// counts tokens; a `max_tokens` the client asked for that does not fit is its 400
+/// `context_length_exceeded`, the default one is cut to the room the prompt leaves.
+fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<EngineChat, ApiError> {
     check_model(req.model.as_deref(), gen.model_id())?;
     refuse_unsupported(req)?;
-    if req.messages.is_empty() {
-        return Err(ApiError::invalid("messages", "`messages` must contain at least one message"));
-    }
-    let mut messages = Vec::with_capacity(req.messages.len());
-    for (i, m) in req.messages.iter().enumerate() {
-        if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
-            return Err(ApiError::invalid(
-                &format!("messages[{i}].role"),
-                format!("unsupported role `{}` (system, user, assistant)", m.role),
-            ));
-        }
-        messages.push(ChatMessage::new(&m.role, message_text(i, m)?));
-    }
-    let temperature = req.temperature.unwrap_or(0.7);
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::invalid("temperature", "temperature must be between 0 and 2"));
-    }
-    if let Some(p) = req.top_p {
-        if !(p > 0.0 && p <= 1.0) {
-            return Err(ApiError::invalid("top_p", "top_p must be in (0, 1]"));
-        }
-    }
-    if req.top_k == Some(0) {
-        return Err(ApiError::invalid("top_k", "top_k must be at least 1"));
-    }
+    // Roles, sampling ranges and the context are checked once, by the engine
+    // (`ChatRequest::validate`); its errors name the parameter.
+    let messages = req.messages.iter().enumerate().map(|(i, m)| Ok(ChatMessage::new(&m.role, message_text(i, m)?))).collect::<Result<Vec<_>, ApiError>>()?;
     let stop: Vec<String> = match &req.stop {
         None => Vec::new(),
         Some(StopSpec::One(s)) => vec![s.clone()],
         Some(StopSpec::Many(v)) => v.clone(),
     };
-    if stop.len() > 4 {
-        return Err(ApiError::invalid("stop", "at most 4 stop sequences"));
-    }
-    let prompt = gen.render_chat(&messages)?;
-    let prompt_tokens = gen.count_tokens(&prompt)?;
-    let room = gen.context_length().saturating_sub(prompt_tokens);
-    let requested = req.max_completion_tokens.or(req.max_tokens);
-    let max_tokens = match requested {
-        Some(0) => return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1")),
-        Some(n) if n as usize > room => {
-            return Err(ApiError::bad_request(format!(
-                "this model's context is {} tokens; the messages take {prompt_tokens} and max_tokens asks for {n}",
-                gen.context_length()
-            ))
-            .with_code("context_length_exceeded"))
-        }
-        Some(n) => n as usize,
-        None => state.limits.default_max_tokens.min(room),
+    let (max_tokens, fit_max_tokens) = match req.max_completion_tokens.or(req.max_tokens) {
+        Some(n) => (n as usize, false),
+        None => (state.limits.default_max_tokens, true),
     };
-    if max_tokens == 0 {
-        return Err(ApiError::bad_request(format!(
-            "the messages take {prompt_tokens} tokens, the whole context of {} tokens",
-            gen.context_length()
-        ))
-        .with_code("context_length_exceeded"));
-    }
     let params = GenerationParams {
         max_tokens,
-        temperature,
+        temperature: req.temperature.unwrap_or(0.7),
         top_p: req.top_p,
         top_k: req.top_k.map(|k| k as usize),
         repetition_penalty: req.repetition_penalty.unwrap_or(1.0),
@@ -228,7 +188,7 @@ fn prepare(req: &ChatRequest, state: &AppState, gen: &dyn Generator) -> Result<(
         stop,
         ..GenerationParams::default()
     };
-    Ok((prompt, params))
+    Ok(EngineChat { messages, params, deadline: None, fit_max_tokens })
 }
 
 fn rand_seed() -> u64 {
@@ -255,13 +215,6 @@ fn usage(c: &Completion) -> Value {
     })
 }
 
-fn finish_str(r: FinishReason) -> &'static str {
-    match r {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-    }
-}
-
 pub async fn chat_completions(
     State(state): State<Arc<AppState>>,
     body: Result<Json<ChatRequest>, JsonRejection>,
@@ -271,9 +224,8 @@ pub async fn chat_completions(
         return rag_chat(state, req, filter).await;
     }
     let gen = generator(&state)?.clone();
-    let (prompt, params) = prepare(&req, &state, gen.as_ref())?;
-    let deadline = Some(Instant::now() + state.limits.request_timeout);
-    let events = gen.submit(GenerationRequest { prompt, params, deadline })?;
+    let request = prepare(&req, &state, gen.as_ref())?.with_deadline(Instant::now() + state.limits.request_timeout);
+    let events = gen.chat(request)?;
     state.metrics.queue_depth.set(gen.queue_depth() as i64);
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let model = gen.model_id().to_string();
@@ -320,7 +272,7 @@ fn from_rag_error(e: zhengwu_rag::http::ApiError) -> ApiError {
 /// replaced by the refusal).
 async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::KbFilter) -> Result<Response, ApiError> {
     let rag = state.rag.get().cloned().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", "this server has no knowledge base for the `rag` option")
+        ApiError::of(ErrorKind::NotReady, "this server has no knowledge base for the `rag` option")
     })?;
     let gen = generator(&state)?.clone();
     check_model(req.model.as_deref(), gen.model_id())?;
@@ -356,7 +308,7 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
                 Some(zhengwu_rag::http::AskEvent::Delta(_)) => {}
                 Some(zhengwu_rag::http::AskEvent::Done(a)) => break a,
                 Some(zhengwu_rag::http::AskEvent::Failed(e)) => return Err(from_rag_error(e)),
-                None => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "generation ended without a result")),
+                None => return Err(ApiError::of(ErrorKind::Internal, "generation ended without a result")),
             }
         };
         if let Some(c) = answer.timings.completion() {
@@ -442,43 +394,34 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
 
 async fn collect_response(
     state: Arc<AppState>,
-    mut events: zhengwu_inference::GenerationStream,
+    events: zhengwu_core::GenerationStream,
     id: String,
     model: String,
 ) -> Result<Response, ApiError> {
-    let mut text = String::new();
-    while let Some(ev) = events.recv().await {
-        match ev {
-            GenerationEvent::Delta(d) => text.push_str(&d),
-            GenerationEvent::Failed(e) => return Err(e.into()),
-            GenerationEvent::Done(c) => {
-                state.metrics.record_completion(&c);
-                let body = json!({
-                    "id": id,
-                    "object": "chat.completion",
-                    "created": now_secs(),
-                    "model": model,
-                    "choices": [{
-                        "index": 0,
-                        "message": { "role": "assistant", "content": text, "ai_generated": true },
-                        "finish_reason": finish_str(c.finish_reason),
-                        "logprobs": null,
-                    }],
-                    "usage": usage(&c),
-                    "ai_content": ai_marker(&model),
-                });
-                let mut resp = Json(body).into_response();
-                resp.headers_mut().insert("x-ai-generated", axum::http::HeaderValue::from_static("true"));
-                return Ok(resp);
-            }
-        }
-    }
-    Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "generation ended without a result"))
+    let zhengwu_core::Generated { text, completion: c } = zhengwu_core::collect(events).await?;
+    state.metrics.record_completion(&c);
+    let body = json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": now_secs(),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": { "role": "assistant", "content": text, "ai_generated": true },
+            "finish_reason": c.finish_reason.as_str(),
+            "logprobs": null,
+        }],
+        "usage": usage(&c),
+        "ai_content": ai_marker(&model),
+    });
+    let mut resp = Json(body).into_response();
+    resp.headers_mut().insert("x-ai-generated", axum::http::HeaderValue::from_static("true"));
+    Ok(resp)
 }
 
 fn stream_response(
     state: Arc<AppState>,
-    events: zhengwu_inference::GenerationStream,
+    events: zhengwu_core::GenerationStream,
     id: String,
     model: String,
     include_usage: bool,
@@ -493,7 +436,7 @@ fn stream_response(
             GenerationEvent::Delta(d) => vec![Event::default().data(chunk(json!({"content": d}), None).to_string())],
             GenerationEvent::Done(c) => {
                 state.metrics.record_completion(&c);
-                let mut out = vec![Event::default().data(chunk(json!({}), Some(finish_str(c.finish_reason))).to_string())];
+                let mut out = vec![Event::default().data(chunk(json!({}), Some(c.finish_reason.as_str())).to_string())];
                 if include_usage {
                     let mut u = chunk(json!({}), None);
                     u["choices"] = json!([]);
@@ -545,7 +488,7 @@ pub async fn embeddings(
             if state.expect_embedder {
                 ApiError::not_ready("the embedding model")
             } else {
-                ApiError::new(StatusCode::NOT_FOUND, "invalid_request_error", "this server runs no embedding model")
+                ApiError::of(ErrorKind::NotFound, "this server runs no embedding model")
                     .with_code("model_not_found")
             }
         })?
@@ -587,7 +530,7 @@ pub async fn embeddings(
         }
     }
     let permit = state.embed_slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "embedding workers are busy; retry shortly")
+        ApiError::of(ErrorKind::Overloaded, "embedding workers are busy; retry shortly")
             .with_code("queue_full")
     })?;
     let worker = embedder.clone();
@@ -597,7 +540,7 @@ pub async fn embeddings(
         worker.embed(&refs, kind)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", format!("embedding task failed: {e}")))??;
+    .map_err(|e| ApiError::of(ErrorKind::Internal, format!("embedding task failed: {e}")))??;
     let data: Vec<Value> = result
         .vectors
         .iter()

@@ -1,4 +1,4 @@
-//! Service requests met in the citizen chat become 12345 tickets (issue 19): the knowledge base
+//! Service requests met in the citizen chat become 12345 tickets: the knowledge base
 //! recognises a request ([`zhengwu_rag::understand`]) and asks this drafter, backed by the
 //! hotline, for the pre-filled form, the suggested department and whether it is a hazard.
 

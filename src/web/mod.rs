@@ -1,4 +1,4 @@
-//! The web app (issue 6): three pages for people (citizen chat `/`, agent console `/agent`,
+//! The web app: three pages for people (citizen chat `/`, agent console `/agent`,
 //! supervisor dashboard `/dashboard`) served from assets compiled into the binary, login with
 //! roles, per-route role checks on `/api`, and an append-only audit log.
 //!

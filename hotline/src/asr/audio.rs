@@ -1151,7 +1151,7 @@ mod tests {
         ));
     }
 
-    /// The reproduction of issue 18: 108 bytes declaring 4,294,967,291 Hz made the resampler
+    /// A reported crash: 108 bytes declaring 4,294,967,291 Hz made the resampler
     /// ask for ~17 GB and the process abort.
     #[test]
     fn wav_with_a_4ghz_sample_rate_is_refused_before_allocation() {

@@ -27,7 +27,6 @@ use axum::{Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::{OnceCell, Semaphore};
-use zhengwu_inference::registry::Registry;
 
 use super::{AsrError, ChannelMode, TranscribeOptions, Transcriber, WhisperConfig, WhisperTranscriber};
 
@@ -38,7 +37,7 @@ pub const DEFAULT_MAX_WAITING: usize = 4;
 /// Time allowed to receive the whole upload once its slot is taken (128 MB at ~1 MB/s).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Loads the engine on first use (the real one reads whisper weights from the registry).
+/// Loads the engine on first use (the real one reads the whisper weights file).
 type EngineLoader = Box<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;
 
 /// The speech service behind the route.
@@ -54,11 +53,20 @@ pub struct AsrService {
 }
 
 impl AsrService {
-    /// whisper.cpp with `model` from the registry, loaded on the first request.
-    pub fn new(registry: Registry, model: &str, config: WhisperConfig, max_concurrent: usize) -> Self {
+    /// whisper.cpp with `model`, loaded on the first request from the file `locate` finds
+    /// (the binary looks it up in the model registry).
+    pub fn new(
+        locate: impl Fn() -> Result<std::path::PathBuf, String> + Send + Sync + 'static,
+        model: &str,
+        config: WhisperConfig,
+        max_concurrent: usize,
+    ) -> Self {
         let model = model.to_string();
         Self::with_loader(
-            Box::new(move || Ok(Arc::new(WhisperTranscriber::from_registry(&registry, &model, config.clone())?) as Arc<dyn Transcriber>)),
+            Box::new(move || {
+                let path = locate().map_err(AsrError::Model)?;
+                Ok(Arc::new(WhisperTranscriber::load(&model, &path, config.clone())?) as Arc<dyn Transcriber>)
+            }),
             max_concurrent,
         )
     }

@@ -1,4 +1,4 @@
-//! Call transcription (issue 4, "Speech").
+//! Call transcription ("Speech").
 //!
 //! [`Transcriber`] is the engine seam: it turns one chunk of 16 kHz mono speech into timed
 //! segments. [`Transcriber::transcribe`] runs the whole pipeline on an uploaded file: decode

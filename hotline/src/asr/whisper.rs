@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use whisper_rs::{
     FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
 };
-use zhengwu_inference::registry::Registry;
 
 use super::{AsrError, Segment, Transcriber, MODEL_SAMPLE_RATE};
 
@@ -115,27 +114,6 @@ impl WhisperTranscriber {
             name: name.to_string(),
             path: path.to_path_buf(),
         })
-    }
-
-    /// Load registry model `name` (verified, no network: fetch it first).
-    pub fn from_registry(
-        registry: &Registry,
-        name: &str,
-        cfg: WhisperConfig,
-    ) -> Result<WhisperTranscriber, AsrError> {
-        let spec = registry
-            .get(name)
-            .map_err(|e| AsrError::Model(e.to_string()))?;
-        if spec.format != "ggml" || spec.arch != "whisper" {
-            return Err(AsrError::Model(format!(
-                "model `{name}` is {} / {}, not a ggml whisper model",
-                spec.format, spec.arch
-            )));
-        }
-        let path = registry
-            .locate(name)
-            .map_err(|e| AsrError::Model(e.to_string()))?;
-        Self::load(name, &path, cfg)
     }
 
     pub fn config(&self) -> &WhisperConfig {

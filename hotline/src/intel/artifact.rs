@@ -9,12 +9,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use zhengwu_inference::Embedder;
+use zhengwu_core::Embedder;
 
 use crate::intel::features::{text_hash, EmbeddingCache, FeatureConfig, Featurizer};
-use crate::intel::linear::{fit_temperature, softmax_in_place, LinearModel, Targets, TrainConfig};
+use crate::intel::linear::{fit_temperature, softmax_in_place, LinearModel, LinearTrainer, Targets, TrainConfig};
 use crate::intel::score;
 use crate::intel::IntelError;
 
@@ -138,8 +137,9 @@ impl Artifact {
         examples: &[Example],
         featurizer: Featurizer,
         cfg: &TrainConfig,
+        trainer: &dyn LinearTrainer,
     ) -> Result<(Artifact, TrainReport), IntelError> {
-        Artifact::train_with_extra(task, examples, &[], featurizer, cfg)
+        Artifact::train_with_extra(task, examples, &[], featurizer, cfg, trainer)
     }
 
     /// [`Artifact::train`] with `extra` examples that always go to the training split (e.g.
@@ -150,6 +150,7 @@ impl Artifact {
         extra: &[Example],
         featurizer: Featurizer,
         cfg: &TrainConfig,
+        trainer: &dyn LinearTrainer,
     ) -> Result<(Artifact, TrainReport), IntelError> {
         if examples.is_empty() {
             return Err(IntelError::Data(format!("{task}: no training examples")));
@@ -191,7 +192,7 @@ impl Artifact {
                         })
                         .collect()
                 };
-                let (model, loss) = LinearModel::train(&gather(&tr), dim, Targets::Classes { labels: &y_of(&tr), classes: labels.len() }, cfg)?;
+                let (model, loss) = trainer.train(&gather(&tr), dim, Targets::Classes { labels: &y_of(&tr), classes: labels.len() }, cfg)?;
                 let k = labels.len();
                 let temperature = if ca.is_empty() { 1.0 } else { fit_temperature(&model.forward(&gather(&ca))?, k, &y_of(&ca)) };
                 if !dv.is_empty() {
@@ -212,7 +213,7 @@ impl Artifact {
                         _ => return Err(IntelError::Data("value targets must all have the same length".into())),
                     }
                 }
-                let (model, loss) = LinearModel::train(&gather(&tr), dim, Targets::Values { values: &vals, outputs }, cfg)?;
+                let (model, loss) = trainer.train(&gather(&tr), dim, Targets::Values { values: &vals, outputs }, cfg)?;
                 if !dv.is_empty() {
                     let pred = model.forward(&gather(&dv))?;
                     for o in 0..outputs {
@@ -314,11 +315,27 @@ impl Artifact {
         Ok(y.chunks(self.model.outputs()).map(|r| r.to_vec()).collect())
     }
 
+    /// Write the weights (`w`: features × outputs, `b`: outputs; f32) and the manifest as
+    /// safetensors metadata; written beside the target and renamed into place.
     pub fn save(&self, path: &Path) -> Result<(), IntelError> {
+        use safetensors::tensor::{Dtype, TensorView};
         let manifest = serde_json::to_string(&self.manifest).map_err(|e| IntelError::Model(e.to_string()))?;
-        let tensors = [("b".to_string(), self.model.b.clone()), ("w".to_string(), self.model.w.clone())];
-        zhengwu_inference::tensor_file::write_safetensors(path, &tensors, &[(META_KEY, manifest)])
-            .map_err(|e| IntelError::Model(e.to_string()))
+        let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let (w, b) = (bytes(&self.model.w), bytes(&self.model.b));
+        let (dim, k) = (self.model.dim(), self.model.outputs());
+        let bad = |e: safetensors::SafeTensorError| IntelError::Model(e.to_string());
+        let views = vec![
+            ("b", TensorView::new(Dtype::F32, vec![k], &b).map_err(bad)?),
+            ("w", TensorView::new(Dtype::F32, vec![dim, k], &w).map_err(bad)?),
+        ];
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs_err::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("safetensors.tmp");
+        let meta = std::collections::HashMap::from([(META_KEY.to_string(), manifest)]);
+        safetensors::serialize_to_file(views, Some(meta), &tmp).map_err(|e| IntelError::Model(format!("writing {}: {e}", tmp.display())))?;
+        fs_err::rename(&tmp, path)?;
+        Ok(())
     }
 
     /// Share an embedding cache with other featurizers.
@@ -353,16 +370,24 @@ impl Artifact {
         let bytes = fs_err::read(path).map_err(IntelError::Io)?;
         let bad = |m: String| IntelError::Model(format!("{}: {m}", path.display()));
         let manifest = Artifact::parse_manifest(&bytes, path)?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| bad(e.to_string()))?;
-        let get = |n: &str| -> Result<Tensor, IntelError> { tensors.get(n).cloned().ok_or_else(|| bad(format!("tensor {n} missing"))) };
-        let model = LinearModel { w: get("w")?, b: get("b")? };
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
         let k = match &manifest.outputs {
             Outputs::Classes { labels } => labels.len(),
             Outputs::Values { names } => names.len(),
         };
-        if model.w.dims() != [manifest.features.dim(), k] || model.b.dims() != [k] {
-            return Err(bad(format!("tensor shapes {:?}/{:?} do not match the manifest ({} features, {k} outputs)", model.w.dims(), model.b.dims(), manifest.features.dim())));
-        }
+        let dim = manifest.features.dim();
+        let get = |n: &str, shape: &[usize]| -> Result<Vec<f32>, IntelError> {
+            let t = tensors.tensor(n).map_err(|_| bad(format!("tensor {n} missing")))?;
+            if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
+                return Err(bad(format!(
+                    "tensor {n} is {:?} {:?}, the manifest needs F32 {shape:?} ({dim} features, {k} outputs)",
+                    t.dtype(),
+                    t.shape()
+                )));
+            }
+            Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let model = LinearModel::new(dim, k, get("w", &[dim, k])?, get("b", &[k])?)?;
         let featurizer = Featurizer::new(manifest.features.clone(), embedder)?;
         let seen = manifest.seen.iter().filter_map(|h| u64::from_str_radix(h, 16).ok()).collect();
         Ok(Artifact { manifest, model, featurizer, seen })
@@ -393,7 +418,8 @@ mod tests {
     fn trains_saves_loads_and_predicts_the_same() {
         let ex = fixture();
         let fz = Featurizer::new(FeatureConfig { ngram_buckets: 1024, ..Default::default() }, None).unwrap();
-        let (a, rep) = Artifact::train("test", &ex, fz, &TrainConfig { epochs: 20, ..Default::default() }).unwrap();
+        let trainer = zhengwu_core::testing::GradientDescentTrainer;
+        let (a, rep) = Artifact::train("test", &ex, fz, &TrainConfig { epochs: 20, ..Default::default() }, &trainer).unwrap();
         assert_eq!(rep.rows_train + rep.rows_calibrate + rep.rows_dev, ex.len());
         assert!(rep.temperature > 0.0);
         let probe = ["我想办公积金提取", "驾驶证过期了怎么换证"];

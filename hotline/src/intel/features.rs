@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use zhengwu_inference::{EmbedKind, Embedder};
+use zhengwu_core::{EmbedKind, Embedder};
 
 use crate::intel::IntelError;
 

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest, Generator};
+use zhengwu_core::{ChatMessage, ChatRequest, GenerationParams, Generator};
 
 use crate::intel::features::head_chars;
 use crate::intel::form::{FormDraft, Provenance};
@@ -90,19 +90,10 @@ pub fn request_type_of(label: &str) -> Option<RequestType> {
 }
 
 async fn generate(g: &Arc<dyn Generator>, messages: &[ChatMessage]) -> Result<String, IntelError> {
-    let prompt = g.render_chat(messages).map_err(|e| IntelError::Model(e.to_string()))?;
     let params = GenerationParams { max_tokens: 200, temperature: 0.0, stop: vec!["}".into()], ..Default::default() };
-    let mut rx = g
-        .submit(GenerationRequest { prompt, params, deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(120)) })
-        .map_err(|e| IntelError::Model(e.to_string()))?;
-    let mut out = String::new();
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            GenerationEvent::Delta(d) => out.push_str(&d),
-            GenerationEvent::Done(_) => break,
-            GenerationEvent::Failed(e) => return Err(IntelError::Model(e.to_string())),
-        }
-    }
+    let request = ChatRequest::new(messages.to_vec(), params).with_deadline(std::time::Instant::now() + std::time::Duration::from_secs(120));
+    let stream = g.chat(request).map_err(|e| IntelError::Model(e.to_string()))?;
+    let mut out = zhengwu_core::collect(stream).await.map_err(|e| IntelError::Model(e.to_string()))?.text;
     // The stop string is not part of the output: close the object again.
     if out.contains('{') && !out.trim_end().ends_with('}') {
         out.push('}');

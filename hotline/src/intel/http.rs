@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
@@ -68,7 +68,7 @@ pub struct IntelService {
     pub form: FormFiller,
     pub metrics: IntelMetrics,
     /// The chat model, asked for a second opinion when a classifier is unsure.
-    pub generator: std::sync::OnceLock<Arc<dyn zhengwu_inference::Generator>>,
+    pub generator: std::sync::OnceLock<Arc<dyn zhengwu_core::Generator>>,
     /// Ask the chat model when the top class's confidence is below this
     /// (`ZHENGWU_SECOND_OPINION_BELOW`, default 0 = never).
     pub second_opinion_below: f32,
@@ -179,7 +179,7 @@ fn intel_err(e: IntelError) -> HttpError {
         IntelError::Data(m) => HttpError::invalid("input", m),
         other => {
             tracing::error!(error = %other, "intelligence error");
-            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "model_error", other.to_string())
+            HttpError::new(zhengwu_core::ErrorKind::Internal, "model_error", other.to_string())
         }
     }
 }
@@ -400,7 +400,7 @@ async fn auto_dispatch(
 ) -> Result<Json<Value>, HttpError> {
     let agent = is_agent(&svc.tickets, &headers)?;
     if svc.tickets.agent_key.is_some() && !agent {
-        return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "auto-dispatch needs the agent key"));
+        return Err(HttpError::new(zhengwu_core::ErrorKind::Unauthorized, "agent_key_required", "auto-dispatch needs the agent key"));
     }
     let id = parse_id(&id)?;
     // The authenticated user when the web guard runs in front; the body's name otherwise.
@@ -408,7 +408,7 @@ async fn auto_dispatch(
     let t = svc.tickets.store.get(id).await?.ok_or(StoreError::NotFound(id))?;
     if !matches!(t.body.status, Status::Accepted | Status::Returned | Status::Reopened) {
         return Err(HttpError::new(
-            StatusCode::CONFLICT,
+            zhengwu_core::ErrorKind::Conflict,
             "invalid_transition",
             format!("ticket {id} is {}; only accepted, returned or reopened tickets are dispatched", t.body.status.as_str()),
         ));
@@ -740,8 +740,8 @@ async fn copilot(State(svc): State<Arc<IntelService>>, headers: HeaderMap, body:
 
 /// Ask the chat model which of `options` fits `text` best: (index, raw answer). Personal data is
 /// masked in the prompt; greedy, at most 4 tokens, 30 s deadline.
-pub async fn llm_pick(g: Arc<dyn zhengwu_inference::Generator>, text: &str, options: &[Ranked]) -> Result<(Option<usize>, String), String> {
-    use zhengwu_inference::{ChatMessage, GenerationEvent, GenerationParams, GenerationRequest};
+pub async fn llm_pick(g: Arc<dyn zhengwu_core::Generator>, text: &str, options: &[Ranked]) -> Result<(Option<usize>, String), String> {
+    use zhengwu_core::{ChatMessage, ChatRequest, GenerationParams};
     if options.is_empty() {
         return Ok((None, String::new()));
     }
@@ -754,19 +754,9 @@ pub async fn llm_pick(g: Arc<dyn zhengwu_inference::Generator>, text: &str, opti
         ChatMessage::new("system", "你是12345政务服务热线的工单分类员。根据市民的诉求，从候选类别中选出最合适的一项，只回答它的编号。"),
         ChatMessage::new("user", format!("诉求：{}\n候选类别：\n{list}请只回答编号。", crate::intel::features::head_chars(&masked, 300))),
     ];
-    let prompt = g.render_chat(&msgs).map_err(|e| e.to_string())?;
     let params = GenerationParams { max_tokens: 4, temperature: 0.0, ..Default::default() };
-    let mut rx = g
-        .submit(GenerationRequest { prompt, params, deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(30)) })
-        .map_err(|e| e.to_string())?;
-    let mut raw = String::new();
-    while let Some(ev) = rx.recv().await {
-        match ev {
-            GenerationEvent::Delta(d) => raw.push_str(&d),
-            GenerationEvent::Done(_) => break,
-            GenerationEvent::Failed(e) => return Err(e.to_string()),
-        }
-    }
+    let request = ChatRequest::new(msgs, params).with_deadline(std::time::Instant::now() + std::time::Duration::from_secs(30));
+    let raw = zhengwu_core::collect(g.chat(request).map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?.text;
     let pick = raw.chars().find_map(|c| c.to_digit(10)).map(|d| d as usize).filter(|d| (1..=options.len()).contains(d)).map(|d| d - 1);
     Ok((pick, raw.trim().to_string()))
 }
@@ -789,7 +779,7 @@ struct ChartParams {
 async fn authorised_metrics(svc: &IntelService, headers: &HeaderMap, filter: TicketFilter) -> Result<(supervisor::SupervisorMetrics, bool), HttpError> {
     let agent = is_agent(&svc.tickets, headers)?;
     if svc.tickets.agent_key.is_some() && !agent {
-        return Err(HttpError::new(StatusCode::UNAUTHORIZED, "agent_key_required", "supervisor metrics need the agent key"));
+        return Err(HttpError::new(zhengwu_core::ErrorKind::Unauthorized, "agent_key_required", "supervisor metrics need the agent key"));
     }
     Ok(supervisor::compute(svc.tickets.store.as_ref(), &filter, Utc::now(), 200_000).await?)
 }

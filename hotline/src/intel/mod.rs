@@ -1,9 +1,10 @@
-//! Hotline intelligence (issue 5): classification, dispatch, callback quality, hot spots and
+//! Hotline intelligence: classification, dispatch, callback quality, hot spots and
 //! supervisor metrics.
 //!
-//! Models here are small and trained in-process with candle ([`linear`]) on features made of
-//! hashed character n-grams and e5 sentence embeddings ([`features`]); a trained model is one
-//! safetensors [`artifact`] listed in `models.toml`. Rules written by the deployment
+//! Models here are small and trained in-process ([`linear`]: AdamW on candle, through the
+//! trainer the binary hands in) on features made of hashed character n-grams and e5 sentence
+//! embeddings ([`features`]); a trained model is one safetensors [`artifact`] listed in
+//! `models.toml`. Rules written by the deployment
 //! (`knowledge-base/departments.toml`, `dispatch_rules.toml`) sit in front of the models and win
 //! when they match, so every decision can be explained.
 
@@ -40,7 +41,18 @@ pub enum IntelError {
 }
 
 impl IntelError {
-    pub(crate) fn embed(e: zhengwu_inference::Error) -> IntelError {
+    pub(crate) fn embed(e: zhengwu_core::Error) -> IntelError {
         IntelError::Embed(e.to_string())
+    }
+}
+
+/// A linear model's or trainer's error: bad data is the caller's, the rest the model's.
+impl From<zhengwu_core::Error> for IntelError {
+    fn from(e: zhengwu_core::Error) -> Self {
+        if e.kind() == zhengwu_core::ErrorKind::Invalid {
+            IntelError::Data(e.to_string())
+        } else {
+            IntelError::Model(e.to_string())
+        }
     }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 use super::features::fnv1a;
-use zhengwu_inference::ChatMessage;
+use zhengwu_core::ChatMessage;
 
 /// The history file under a data folder with the layout of `../shared/data`.
 pub const REPLIES_FILE: &str = "messages/teddy2020_messages_with_official_replies_2816.jsonl";

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use zhengwu_inference::Embedder;
+use zhengwu_core::Embedder;
 
 use crate::intel::artifact::{Artifact, Example, Target, TrainReport};
 use crate::intel::data::{self, Loaded};
@@ -119,13 +119,20 @@ impl Task {
     /// and `train_only` rows ([`crate::intel::data::Loaded::train_only`]): the dispatch model also
     /// gets the catalogue's written examples (training split only), the callback model its output
     /// names. Returns how many rows trained only.
-    pub fn train(self, examples: &[Example], train_only: &[Example], catalogue: Option<&Catalogue>, featurizer: Featurizer) -> Result<(Artifact, TrainReport, usize), IntelError> {
+    pub fn train(
+        self,
+        examples: &[Example],
+        train_only: &[Example],
+        catalogue: Option<&Catalogue>,
+        featurizer: Featurizer,
+        trainer: &dyn crate::intel::linear::LinearTrainer,
+    ) -> Result<(Artifact, TrainReport, usize), IntelError> {
         let mut extra = match (self, catalogue) {
             (Task::Dispatch, Some(c)) => Task::catalogue_examples(c),
             _ => Vec::new(),
         };
         extra.extend_from_slice(train_only);
-        let (mut artifact, report) = Artifact::train_with_extra(self.model_name(), examples, &extra, featurizer, &self.train_config())?;
+        let (mut artifact, report) = Artifact::train_with_extra(self.model_name(), examples, &extra, featurizer, &self.train_config(), trainer)?;
         if self == Task::Callback {
             artifact.set_value_names(&["accomplished", "satisfaction"]);
         }

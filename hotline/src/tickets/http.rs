@@ -27,6 +27,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use zhengwu_core::ErrorKind;
+
 use crate::redact;
 use crate::tickets::machine::{self, TransitionError};
 use crate::tickets::model::{Channel, NewTicket, RequestType, Status, Ticket, Urgency};
@@ -56,12 +58,15 @@ pub struct HttpError {
 }
 
 impl HttpError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error of `kind`; the status comes from the workspace's one table
+    /// ([`ErrorKind::http_status`]).
+    pub(crate) fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
         Self { status, kind, code, param: None, message: message.into(), allowed: None }
     }
     pub(crate) fn invalid(param: &str, message: impl Into<String>) -> Self {
-        Self { param: Some(param.to_string()), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_value", message) }
+        Self { param: Some(param.to_string()), ..Self::new(ErrorKind::Invalid, "invalid_value", message) }
     }
 }
 
@@ -97,18 +102,20 @@ impl From<JsonRejection> for HttpError {
             _ => "invalid_body",
         };
         // serde's message names the field and the expected values; it may quote a bad value, so
-        // mask personal data in it.
-        Self::new(status, code, redact::mask(&head(&r.body_text(), 500)))
+        // mask personal data in it. Transport failures keep the extractor's status (400 syntax,
+        // 413 size, 415 content type); a body of the wrong shape is 422 like any invalid value.
+        let message = redact::mask(&head(&r.body_text(), 500));
+        Self { status, kind: "invalid_request_error", code, param: None, message, allowed: None }
     }
 }
 
 impl From<crate::blocking::PoolError> for HttpError {
     fn from(e: crate::blocking::PoolError) -> Self {
         match e {
-            crate::blocking::PoolError::Overloaded(_) => HttpError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", e.to_string()),
+            crate::blocking::PoolError::Overloaded(_) => HttpError::new(ErrorKind::Overloaded, "overloaded", e.to_string()),
             crate::blocking::PoolError::Crashed(_) => {
                 tracing::error!(error = %e, "background job failed");
-                HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "a background job failed; see the server log")
+                HttpError::new(ErrorKind::Internal, "internal", "a background job failed; see the server log")
             }
         }
     }
@@ -116,7 +123,7 @@ impl From<crate::blocking::PoolError> for HttpError {
 
 impl From<QueryRejection> for HttpError {
     fn from(r: QueryRejection) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", redact::mask(&head(&r.body_text(), 500)))
+        Self::new(ErrorKind::Invalid, "invalid_query", redact::mask(&head(&r.body_text(), 500)))
     }
 }
 
@@ -132,28 +139,28 @@ impl From<ServiceError> for HttpError {
 impl From<StoreError> for HttpError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(id) => HttpError::new(StatusCode::NOT_FOUND, "ticket_not_found", format!("ticket {id} not found")),
+            StoreError::NotFound(id) => HttpError::new(ErrorKind::NotFound, "ticket_not_found", format!("ticket {id} not found")),
             StoreError::Transition(TransitionError::NotAllowed { from, to, allowed }) => {
                 let message = TransitionError::NotAllowed { from, to, allowed: allowed.clone() }.to_string();
                 HttpError {
                     param: Some("to".into()),
                     allowed: Some(allowed),
-                    ..HttpError::new(StatusCode::CONFLICT, "invalid_transition", message)
+                    ..HttpError::new(ErrorKind::Conflict, "invalid_transition", message)
                 }
             }
             StoreError::Transition(TransitionError::Field(f)) => HttpError::invalid(&f.param, f.message),
             e @ StoreError::VersionConflict { .. } => HttpError {
                 param: Some("expected_version".into()),
-                ..HttpError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
+                ..HttpError::new(ErrorKind::Conflict, "version_conflict", e.to_string())
             },
             e @ StoreError::IdempotencyMismatch => HttpError {
                 param: Some("idempotency_key".into()),
-                ..HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", e.to_string())
+                ..HttpError::new(ErrorKind::Invalid, "idempotency_key_reused", e.to_string())
             },
-            e @ StoreError::Contention(_) => HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "contention", e.to_string()),
+            e @ StoreError::Contention(_) => HttpError::new(ErrorKind::NotReady, "contention", e.to_string()),
             other => {
                 tracing::error!(error = %redact::Redacted(&other.to_string()), "ticket store error");
-                HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "store_error", "ticket store error; see the server log")
+                HttpError::new(ErrorKind::Internal, "store_error", "ticket store error; see the server log")
             }
         }
     }
@@ -165,7 +172,7 @@ pub(crate) fn is_agent(svc: &TicketService, headers: &HeaderMap) -> Result<bool,
     let given = given.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
     match &svc.agent_key {
         Some(k) if given.len() == k.len() && given.bytes().zip(k.bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0 => Ok(true),
-        _ => Err(HttpError::new(StatusCode::UNAUTHORIZED, "invalid_agent_key", "wrong agent key (Authorization: Bearer ...)")),
+        _ => Err(HttpError::new(ErrorKind::Unauthorized, "invalid_agent_key", "wrong agent key (Authorization: Bearer ...)")),
     }
 }
 
@@ -181,7 +188,7 @@ pub(crate) fn parse_id(s: &str) -> Result<i64, HttpError> {
     s.parse::<i64>()
         .ok()
         .filter(|&i| i > 0)
-        .ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "ticket_not_found", "ticket ids are positive integers"))
+        .ok_or_else(|| HttpError::new(ErrorKind::NotFound, "ticket_not_found", "ticket ids are positive integers"))
 }
 
 /// Who is calling, as the web guard established it. The guard strips these headers from every
@@ -221,7 +228,7 @@ async fn create(
         if let Some(f) = staff_only_fields(&new) {
             return Err(HttpError {
                 param: Some(f.into()),
-                ..HttpError::new(StatusCode::FORBIDDEN, "staff_only_field", format!("{f} is set by hotline staff, not on a citizen's request"))
+                ..HttpError::new(ErrorKind::Forbidden, "staff_only_field", format!("{f} is set by hotline staff, not on a citizen's request"))
             });
         }
     }

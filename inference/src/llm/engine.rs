@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::model::{KvCache, QuantizedTransformer};
 use super::text::{ChatMessage, ChatTemplate, IncrementalDecoder};
-use super::{Completion, FinishReason, GenerationEvent, GenerationRequest, GenerationStream, Generator};
+use super::{ChatRequest, Completion, FinishReason, GenerationEvent, GenerationRequest, GenerationStream, Generator};
 use crate::{Error, Result};
 
 /// Scheduler and model limits.
@@ -179,43 +179,28 @@ impl LlmEngine {
     }
 }
 
-impl Generator for LlmEngine {
-    fn model_id(&self) -> &str {
-        &self.shared.model_id
-    }
-
-    fn context_length(&self) -> usize {
-        self.shared.context_length
-    }
-
-    fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
+impl LlmEngine {
+    /// Render chat messages with the model's template (generation prompt appended).
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String> {
         self.shared.template.render(messages, true)
     }
 
-    fn count_tokens(&self, text: &str) -> Result<usize> {
+    /// Tokens in `text` as the model would see it.
+    pub fn count_tokens(&self, text: &str) -> Result<usize> {
         Ok(self.shared.tokenizer.encode(text, false)?.len())
     }
 
-    fn submit(&self, request: GenerationRequest) -> Result<GenerationStream> {
-        let p = &request.params;
-        if p.max_tokens == 0 {
-            return Err(Error::Invalid("max_tokens must be at least 1".into()));
-        }
-        if !(p.temperature.is_finite() && p.temperature >= 0.0) {
-            return Err(Error::Invalid("temperature must be a finite number >= 0".into()));
-        }
-        if let Some(top_p) = p.top_p {
-            if !(top_p > 0.0 && top_p <= 1.0) {
-                return Err(Error::Invalid("top_p must be in (0, 1]".into()));
-            }
-        }
-        if p.top_k == Some(0) {
-            return Err(Error::Invalid("top_k must be at least 1".into()));
-        }
-        if !(p.repetition_penalty.is_finite() && p.repetition_penalty > 0.0) {
-            return Err(Error::Invalid("repetition_penalty must be > 0".into()));
-        }
+    /// Queue a generation of an already rendered prompt (benchmarks that need an exact
+    /// prompt; everything else goes through [`Generator::chat`]).
+    pub fn submit(&self, request: GenerationRequest) -> Result<GenerationStream> {
+        zhengwu_core::validate_params(&request.params)?;
         let prompt_ids = self.shared.tokenizer.encode(request.prompt.as_str(), false)?.get_ids().to_vec();
+        self.enqueue(prompt_ids, request)
+    }
+
+    /// Check the prompt fits, then hand it to the scheduler thread (or refuse at once when
+    /// the queue is full).
+    fn enqueue(&self, prompt_ids: Vec<u32>, request: GenerationRequest) -> Result<GenerationStream> {
         if prompt_ids.is_empty() {
             return Err(Error::Invalid("prompt is empty".into()));
         }
@@ -239,6 +224,36 @@ impl Generator for LlmEngine {
             return Err(Error::Load { model: self.shared.model_id.clone(), msg: "engine thread has stopped".into() });
         }
         Ok(rx)
+    }
+}
+
+impl Generator for LlmEngine {
+    fn model_id(&self) -> &str {
+        &self.shared.model_id
+    }
+
+    fn context_length(&self) -> usize {
+        self.shared.context_length
+    }
+
+    /// Template, tokenize and check once, here: callers hand over messages, never a prompt.
+    fn chat(&self, request: ChatRequest) -> zhengwu_core::Result<GenerationStream> {
+        request.validate()?;
+        let prompt = self.render_chat(&request.messages)?;
+        let prompt_ids = self.shared.tokenizer.encode(prompt.as_str(), false).map_err(Error::from)?.get_ids().to_vec();
+        let mut params = request.params;
+        let room = self.shared.context_length.saturating_sub(prompt_ids.len());
+        if params.max_tokens > room {
+            if !request.fit_max_tokens || room == 0 {
+                return Err(zhengwu_core::Error::ContextOverflow {
+                    model: self.shared.model_id.clone(),
+                    tokens: prompt_ids.len() + if request.fit_max_tokens { 0 } else { params.max_tokens },
+                    limit: self.shared.context_length,
+                });
+            }
+            params.max_tokens = room;
+        }
+        Ok(self.enqueue(prompt_ids, GenerationRequest { prompt, params, deadline: request.deadline })?)
     }
 
     fn queue_depth(&self) -> usize {
@@ -295,7 +310,7 @@ fn run_scheduler(model: QuantizedTransformer, shared: Arc<Shared>, rx: mpsc::Rec
                 shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
             Err(e) => {
-                let _ = seq.job.events.send(GenerationEvent::Failed(e));
+                let _ = seq.job.events.send(GenerationEvent::Failed(e.into()));
                 shared.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
         }

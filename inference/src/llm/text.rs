@@ -2,23 +2,11 @@
 //! detokenisation that never splits a UTF-8 character, and stop strings.
 
 use minijinja::{context, Environment};
-use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::{Error, Result};
 
-/// One chat message, OpenAI style.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: &str, content: impl Into<String>) -> Self {
-        Self { role: role.to_string(), content: content.into() }
-    }
-}
+pub use zhengwu_core::ChatMessage;
 
 /// A compiled chat template plus the special tokens it may reference.
 pub struct ChatTemplate {

@@ -14,7 +14,7 @@ use zhengwu_inference::registry::Registry;
 use zhengwu_inference::Generator;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
 fn data_file() -> PathBuf {

@@ -16,7 +16,7 @@ use zhengwu_inference::registry::Registry;
 const MODEL: &str = "whisper-base";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
 fn registry() -> Registry {
@@ -83,7 +83,10 @@ fn write_wav(channels: &[Vec<f32>], rate: u32) -> Vec<u8> {
 fn engine() -> &'static WhisperTranscriber {
     static ENGINE: OnceLock<WhisperTranscriber> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        WhisperTranscriber::from_registry(&registry(), MODEL, WhisperConfig::default())
+        registry()
+            .locate_whisper(MODEL)
+            .map_err(|e| e.to_string())
+            .and_then(|path| WhisperTranscriber::load(MODEL, &path, WhisperConfig::default()).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| {
                 panic!("{e} (scripts/test runs `zhengwu models fetch {MODEL}` before the tests)")
             })
