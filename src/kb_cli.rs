@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use zhengwu_rag::answer::{Answerer, AskRequest};
-use zhengwu_rag::http::RagConfig;
 use zhengwu_rag::kb::{IngestOptions, Progress};
 use zhengwu_rag::{KbFilter, KnowledgeBase, Mode, SearchRequest};
 
@@ -82,23 +81,24 @@ fn open_kb(args: &KbArgs, file: &FileConfig) -> anyhow::Result<(Arc<KnowledgeBas
     let settings = crate::model_settings(&args.models, file)?;
     let name = settings.embedding.clone().context("no embedding model configured")?;
     let embedder = Arc::new(crate::load_embedder(&settings, &name)?);
-    let dir = store_dir(args);
-    // The Qdrant server when ZHENGWU_QDRANT_URL is set, else the embedded store in `dir`.
-    let store = zhengwu_rag::open_store(&dir, zhengwu_inference::Embedder::dim(embedder.as_ref()))
-        .with_context(|| format!("opening the store ({})", zhengwu_rag::store_location(&dir)))?;
+    let dir = store_dir(args, file);
+    // The Qdrant server when one is configured, else the embedded store in `dir`.
+    let rag = file.kb.rag()?;
+    let store = zhengwu_rag::open_store(&dir, rag.qdrant.as_ref(), zhengwu_inference::Embedder::dim(embedder.as_ref()))
+        .with_context(|| format!("opening the store ({})", zhengwu_rag::store_location(&dir, rag.qdrant.as_ref())))?;
     let mut kb = KnowledgeBase::new(store, embedder)?;
-    kb.weights = RagConfig::from_env()?.weights;
+    kb.weights = rag.weights;
     Ok((Arc::new(kb), settings))
 }
 
-fn store_dir(args: &KbArgs) -> PathBuf {
-    args.store.clone().unwrap_or_else(RagConfig::store_dir_from_env)
+fn store_dir(args: &KbArgs, file: &FileConfig) -> PathBuf {
+    args.store.clone().unwrap_or_else(|| file.kb.store_dir())
 }
 
 pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
     match &args.action {
         KbAction::Ingest { dir, keep_missing } => {
-            let dir = dir.clone().unwrap_or_else(RagConfig::docs_dir_from_env);
+            let dir = dir.clone().unwrap_or_else(|| file.kb.docs_dir());
             let (kb, _) = open_kb(&args, file)?;
             let mut last = 0;
             let report = kb.ingest_dir(&dir, &IngestOptions { keep_missing: *keep_missing }, &mut |p| match p {
@@ -114,9 +114,11 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
             Ok(())
         }
         KbAction::ExportToServer => {
-            let dir = store_dir(&args);
-            let config = zhengwu_rag::qdrant_server::ServerConfig::from_env()
-                .context("set ZHENGWU_QDRANT_URL (gRPC, e.g. http://localhost:6334) to the server to export to")?;
+            let dir = store_dir(&args, file);
+            let config = file
+                .kb
+                .qdrant()
+                .context("set ZHENGWU_QDRANT_URL or [kb] qdrant_url (gRPC, e.g. http://localhost:6334) to the server to export to")?;
             let target = format!("{} (collection `{}`)", config.url, config.collection);
             let n = zhengwu_rag::qdrant_server::export_edge_dir(&dir, config, &mut |n| eprint!("\r{n} points copied"))
                 .with_context(|| format!("exporting {} to {target}", dir.display()))?;
@@ -125,7 +127,7 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
             Ok(())
         }
         KbAction::ImportSnapshot { snapshot } => {
-            let dir = store_dir(&args);
+            let dir = store_dir(&args, file);
             let r = zhengwu_rag::edge::EdgeStore::import_snapshot(snapshot, &dir)
                 .with_context(|| format!("importing {} into {}", snapshot.display(), dir.display()))?;
             println!(
@@ -212,7 +214,7 @@ pub fn run(args: KbArgs, file: &FileConfig) -> anyhow::Result<()> {
                 &name,
                 zhengwu_inference::llm::EngineOptions { max_context: settings.max_context, ..Default::default() },
             )?;
-            let lexicon = match zhengwu_rag::http::RagConfig::lexicon_dir_from_env(&zhengwu_rag::http::RagConfig::docs_dir_from_env()) {
+            let lexicon = match file.kb.lexicon_dir() {
                 Some(d) => zhengwu_rag::understand::Lexicon::load(&d)?,
                 None => zhengwu_rag::understand::Lexicon::default(),
             };

@@ -555,7 +555,7 @@ fn serve(args: ServeArgs, file: &FileConfig) -> anyhow::Result<()> {
         let api = api.merge(zhengwu_hotline::intel::http::routes(intel.clone()));
         *intel_slot.lock().map_err(|_| anyhow::anyhow!("intel slot poisoned"))? = Some(intel.clone());
         let (rag_routes, rag_state) = zhengwu_rag::http::routes_with_state(
-            zhengwu_rag::http::RagConfig::from_env()?,
+            file.kb.rag()?,
             { let s = state.clone(); move || s.embedder.get().cloned() },
             { let s = state.clone(); move || s.generator.get().cloned() },
         );
@@ -604,7 +604,13 @@ fn intel_service(
     };
     let mut callback = CallbackChecker::load(knowledge_file("callback_phrases.toml").as_deref())?;
     callback.screener = tickets.screener.clone();
-    Ok(zhengwu_hotline::intel::http::IntelService::new(tickets, catalogue, rules, dispatch.clone(), callback)?)
+    let mut svc = zhengwu_hotline::intel::http::IntelService::new(tickets, catalogue, rules, dispatch.clone(), callback)?;
+    // Off unless configured (the 0.5B model's second opinion did not help on unsure rows).
+    if let Some(v) = std::env::var("ZHENGWU_SECOND_OPINION_BELOW").ok().filter(|v| !v.trim().is_empty()) {
+        let t: f32 = v.trim().parse().ok().filter(|t| (0.0..=1.0).contains(t)).with_context(|| format!("ZHENGWU_SECOND_OPINION_BELOW=`{v}` is not a confidence in 0..=1"))?;
+        svc.second_opinion_below = t;
+    }
+    Ok(svc)
 }
 
 /// Every trained hotline artifact that is present and verified; a missing one is logged and

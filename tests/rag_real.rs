@@ -321,6 +321,7 @@ fn http_routes_search_ask_and_stream() {
             answer: AnswerConfig::default(),
             weights: Default::default(),
             lexicon_dir: Some(starter_dir().join("..")),
+            qdrant: None,
         };
         let (e, g) = (e5(), chat());
         let app = routes(config, move || Some(e.clone()), move || Some(g.clone()));
@@ -370,7 +371,7 @@ fn http_routes_search_ask_and_stream() {
         assert_eq!(v["kind"], "refusal");
         assert_eq!(v["handoff"], true);
 
-        // SSE: deltas, then citations, then done.
+        // SSE: the sources as soon as retrieval ends, deltas, then citations, then done.
         let resp = app.clone().oneshot(post("/api/ask", serde_json::json!({"question": "身份证丢了补领要多少钱？", "stream": true, "max_tokens": 60}))).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
@@ -378,7 +379,8 @@ fn http_routes_search_ask_and_stream() {
         let events: Vec<serde_json::Value> =
             text.lines().filter_map(|l| l.strip_prefix("data: ")).map(|d| serde_json::from_str(d).unwrap()).collect();
         let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
-        assert!(types.len() >= 3 && types[0] == "delta", "{types:?}");
+        assert!(types.len() >= 4 && types[0] == "sources" && types[1] == "delta", "{types:?}");
+        assert!(events[0]["citations"].as_array().is_some_and(|c| !c.is_empty()), "{}", events[0]);
         assert_eq!(&types[types.len() - 2..], ["citations", "done"], "{types:?}");
         let cit = &events[events.len() - 2];
         assert!(cit["citations"].is_array());

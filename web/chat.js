@@ -188,9 +188,22 @@
     const typing = el('p', { class: 'typing hint', text: '正在查找政策资料并生成回答…' });
     msg.append(typing, body);
     const st = { text: '', citations: [], finished: false, labelled: false };
+    let early = null;
     return {
       el: msg,
       state: st,
+      // The passages retrieved, shown while the model reads them; the final answer replaces them.
+      sources(citations) {
+        if (!Array.isArray(citations) || !citations.length || early) return;
+        typing.textContent = '已找到相关政策资料，正在生成回答…';
+        const list = el('ol', { class: 'sources pending-sources', 'aria-label': '正在参考的资料' });
+        for (const c of citations) {
+          const where = [c.title || c.doc_id, c.section].filter(Boolean).join(' · ');
+          list.appendChild(el('li', { text: `[${c.n}] ${where}` }));
+        }
+        early = el('div', { class: 'pending' }, el('p', { class: 'sources-title', text: '正在参考：' }), list);
+        msg.appendChild(early);
+      },
       delta(t) {
         typing.remove();
         st.text += t;
@@ -199,6 +212,7 @@
       // `ev` is the whole answer object (the SSE `citations` event, or the JSON body).
       final(ev) {
         typing.remove();
+        if (early) { early.remove(); early = null; }
         if ((ev.replaced || !st.text) && typeof ev.answer === 'string') st.text = ev.answer;
         st.citations = Array.isArray(ev.citations) ? ev.citations : [];
         // An older server sends no kind: its answers were generated ones.
@@ -280,6 +294,7 @@
         let gotDone = false;
         await readSse(resp, (ev) => {
           if (ev.type === 'delta' && typeof ev.text === 'string') bot.delta(ev.text);
+          else if (ev.type === 'sources') bot.sources(ev.citations);
           else if (ev.type === 'citations') bot.final(ev);
           else if (ev.type === 'done') { gotDone = true; bot.done(ev.ai_content); }
           else if (ev.type === 'error') failed = ev.message || '生成回答时出错';

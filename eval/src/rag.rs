@@ -423,7 +423,7 @@ fn answer_metrics(
         config.coverage_weight = g.weight;
     }
     // The starter knowledge base's lists without its entities (they name starter documents).
-    let lexicon = match zhengwu_rag::http::RagConfig::lexicon_dir_from_env(std::path::Path::new("knowledge-base/policy")) {
+    let lexicon = match zhengwu_rag::http::RagConfig::default_lexicon_dir(std::path::Path::new("knowledge-base/policy")) {
         Some(d) => zhengwu_rag::understand::Lexicon::load(&d)?.without_entities(),
         None => zhengwu_rag::understand::Lexicon::default(),
     };

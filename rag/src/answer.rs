@@ -331,7 +331,7 @@ pub struct Answerer {
     pub lexicon: Arc<Lexicon>,
 }
 
-fn citation(n: usize, c: &ChunkPayload) -> Citation {
+pub fn citation(n: usize, c: &ChunkPayload) -> Citation {
     Citation {
         n,
         doc_id: c.doc_id.clone(),

@@ -49,80 +49,37 @@ pub struct RagConfig {
     /// The folder of `understanding.toml`, `synonyms.toml` and `intents.jsonl`
     /// ([`crate::understand::Lexicon`]); `None` reads every message as a general question.
     pub lexicon_dir: Option<PathBuf>,
+    /// A Qdrant server or cluster instead of the embedded store in `store_dir`.
+    pub qdrant: Option<crate::qdrant_server::ServerConfig>,
 }
 
 impl RagConfig {
-    /// `ZHENGWU_KB_DIR`, default `knowledge-base/policy`.
-    pub fn docs_dir_from_env() -> PathBuf {
-        PathBuf::from(std::env::var("ZHENGWU_KB_DIR").unwrap_or_else(|_| "knowledge-base/policy".into()))
+    /// The defaults for documents in `docs_dir` and an embedded store in `store_dir`: no
+    /// ingest at start-up, the calibrated answer gates, the default fusion, the lexicon beside
+    /// the documents ([`RagConfig::default_lexicon_dir`]). The binary layers its configuration
+    /// (file, environment, flags) over these; this crate reads no environment.
+    pub fn new(docs_dir: PathBuf, store_dir: PathBuf) -> Self {
+        let lexicon_dir = Self::default_lexicon_dir(&docs_dir);
+        Self {
+            docs_dir,
+            store_dir,
+            // Off by default: every `serve` (tests start many) would otherwise write the store.
+            auto_ingest: false,
+            answer: AnswerConfig::default(),
+            weights: crate::store::FusionWeights::default(),
+            lexicon_dir,
+            qdrant: None,
+        }
     }
 
-    /// `ZHENGWU_KB_STORE`, default `knowledge-base/.index`.
-    pub fn store_dir_from_env() -> PathBuf {
-        PathBuf::from(std::env::var("ZHENGWU_KB_STORE").unwrap_or_else(|_| "knowledge-base/.index".into()))
-    }
-
-    /// `ZHENGWU_KB_DIR` (default `knowledge-base/policy`), `ZHENGWU_KB_STORE` (default
-    /// `knowledge-base/.index`), `ZHENGWU_KB_AUTO_INGEST=1` to sync the folder at start-up,
-    /// `ZHENGWU_KB_FUSION=DENSE:SPARSE[:K]` for the fusion settings (see
-    /// [`crate::store::FusionWeights::parse`]), `ZHENGWU_RAG_RELEVANCE=T` for the relevance
-    /// gate (best dense cosine below which `/api/ask` refuses; `zhengwu eval rag` calibrates it
-    /// on held-out data), `ZHENGWU_RAG_COVERAGE=T` for the question-coverage gate (see
-    /// [`crate::answer::question_coverage`]), `ZHENGWU_RAG_COVERAGE_WEIGHT=W` (0..=1) for the
-    /// weight of coverage in the relevance gate ([`AnswerConfig::admits`]) and
-    /// `ZHENGWU_RAG_FAQ=T` for verbatim FAQ answers; an invalid value is an error.
-    pub fn from_env() -> crate::error::Result<Self> {
-        let (docs_dir, store_dir) = (Self::docs_dir_from_env(), Self::store_dir_from_env());
-        // Off by default: every `serve` (tests start many) would otherwise write the store.
-        let auto_ingest = std::env::var("ZHENGWU_KB_AUTO_INGEST").is_ok_and(|v| v == "1" || v == "true");
-        let weights = match std::env::var("ZHENGWU_KB_FUSION") {
-            Ok(v) => crate::store::FusionWeights::parse(&v)
-                .map_err(|e| crate::error::Error::invalid(format!("ZHENGWU_KB_FUSION: {e}")))?,
-            Err(_) => crate::store::FusionWeights::default(),
-        };
-        let mut answer = AnswerConfig::default();
-        for (var, slot) in [
-            ("ZHENGWU_RAG_RELEVANCE", &mut answer.relevance_threshold),
-            ("ZHENGWU_RAG_COVERAGE", &mut answer.coverage_threshold),
-            ("ZHENGWU_RAG_FAQ", &mut answer.faq_threshold),
-        ] {
-            if let Ok(v) = std::env::var(var) {
-                *slot = parse_cosine(&v).map_err(|e| crate::error::Error::invalid(format!("{var}: {e}")))?;
-            }
-        }
-        if let Ok(v) = std::env::var("ZHENGWU_RAG_COVERAGE_WEIGHT") {
-            answer.coverage_weight = parse_in_range(&v, 0.0..=1.0, "weight")
-                .map_err(|e| crate::error::Error::invalid(format!("ZHENGWU_RAG_COVERAGE_WEIGHT: {e}")))?;
-        }
-        let lexicon_dir = Self::lexicon_dir_from_env(&docs_dir);
-        Ok(Self { docs_dir, store_dir, auto_ingest, answer, weights, lexicon_dir })
-    }
-
-    /// `ZHENGWU_KB_LEXICON_DIR`, else the folder above the documents when it holds
-    /// `understanding.toml` (`knowledge-base/` for `knowledge-base/policy`), else `knowledge-base`.
-    pub fn lexicon_dir_from_env(docs_dir: &std::path::Path) -> Option<PathBuf> {
-        if let Some(d) = std::env::var_os("ZHENGWU_KB_LEXICON_DIR").filter(|v| !v.is_empty()) {
-            return Some(PathBuf::from(d));
-        }
+    /// The folder above the documents when it holds `understanding.toml` (`knowledge-base/`
+    /// for `knowledge-base/policy`), else `knowledge-base` in the working directory if it does.
+    pub fn default_lexicon_dir(docs_dir: &std::path::Path) -> Option<PathBuf> {
         let has = |d: &std::path::Path| d.join("understanding.toml").exists();
         docs_dir.parent().filter(|p| has(p)).map(|p| p.to_path_buf()).or_else(|| {
             let local = PathBuf::from("knowledge-base");
             has(&local).then_some(local)
         })
-    }
-}
-
-/// A cosine threshold: a number in [-1, 1].
-fn parse_cosine(v: &str) -> std::result::Result<f32, String> {
-    parse_in_range(v, -1.0..=1.0, "cosine")
-}
-
-/// A number in `range`; the error names what it should have been.
-fn parse_in_range(v: &str, range: std::ops::RangeInclusive<f32>, what: &str) -> std::result::Result<f32, String> {
-    match v.trim().parse::<f32>() {
-        Ok(t) if range.contains(&t) => Ok(t),
-        Ok(t) => Err(format!("{t} is not a {what} (expected {}..={})", range.start(), range.end())),
-        Err(_) => Err(format!("`{v}` is not a number")),
     }
 }
 
@@ -155,8 +112,8 @@ impl RagState {
             ApiError::new(ErrorKind::NotReady, "not_ready", "the embedding model is still loading")
         })?;
         // The Qdrant server when ZHENGWU_QDRANT_URL is set, else the embedded store.
-        let store = crate::open_store(&self.config.store_dir, embedder.dim()).map_err(|e| {
-            let msg = format!("opening the knowledge-base store ({}): {e}", crate::store_location(&self.config.store_dir));
+        let store = crate::open_store(&self.config.store_dir, self.config.qdrant.as_ref(), embedder.dim()).map_err(|e| {
+            let msg = format!("opening the knowledge-base store ({}): {e}", crate::store_location(&self.config.store_dir, self.config.qdrant.as_ref()));
             let _ = self.open_error.set(msg.clone());
             ApiError::new(ErrorKind::Internal, "kb_unavailable", msg)
         })?;
@@ -452,6 +409,10 @@ fn with_ai_header(mut resp: Response) -> Response {
 /// What [`RagState::ask_events`] reports: the generated text as it comes, then the answer.
 #[derive(Debug)]
 pub enum AskEvent {
+    /// The passages the model is about to answer from, numbered as it will cite them: sent as
+    /// soon as retrieval ends, before the first token (the citizen reads them while the model
+    /// reads its prompt). The final answer's citations are the ones it kept.
+    Sources(Vec<crate::answer::Citation>),
     /// Text to show (generated tokens, then the appended 原文摘录 line if any).
     Delta(String),
     /// The final answer: its text may differ from the deltas only when it is the refusal.
@@ -503,6 +464,8 @@ impl RagState {
                     .generator
                     .chat(answerer.chat_request(&req, messages))
                     .map_err(|e| ApiError::from(Error::from(e)))?;
+                let early = sources.iter().enumerate().map(|(i, h)| crate::answer::citation(i + 1, &h.chunk)).collect();
+                let _ = tx.try_send(AskEvent::Sources(early));
                 tokio::spawn(async move {
                     let mut text = String::new();
                     let last = loop {
@@ -561,7 +524,7 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
     if !req.stream {
         let answer = loop {
             match events.recv().await {
-                Some(AskEvent::Delta(_)) => {}
+                Some(AskEvent::Sources(_) | AskEvent::Delta(_)) => {}
                 Some(AskEvent::Done(a)) => break a,
                 Some(AskEvent::Failed(e)) => return Err(e),
                 None => return Err(ApiError::internal("generation ended without a result")),
@@ -572,15 +535,21 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
         body["ai_content"] = ai_marker(&model);
         return Ok(with_ai_header(Json(body).into_response()));
     }
-    // SSE: `delta` events with text, then one `citations` event (the final answer text, its
-    // kind, citations and excerpt; a client replaces the streamed text with `answer` when
-    // `replaced`), then `done` with timings and the AI label.
+    // SSE: for a generated answer first `sources` (the passages retrieved, as citations, before
+    // the model speaks), then `delta` events with text, then one `citations` event (the final
+    // answer text, its kind, citations and excerpt; a client replaces the streamed text with
+    // `answer` when `replaced`), then `done` with timings and the AI label.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
     let ev = |v: serde_json::Value| Ok::<_, Infallible>(Event::default().data(v.to_string()));
     tokio::spawn(async move {
         let mut streamed = false;
         let answer = loop {
             match events.recv().await {
+                Some(AskEvent::Sources(citations)) => {
+                    if tx.send(ev(json!({"type": "sources", "citations": citations}))).await.is_err() {
+                        return;
+                    }
+                }
                 Some(AskEvent::Delta(d)) => {
                     streamed = true;
                     if tx.send(ev(json!({"type": "delta", "text": d}))).await.is_err() {
@@ -616,19 +585,4 @@ async fn ask(State(s): State<Arc<RagState>>, body: Result<Json<AskRequest>, Json
     });
     let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default());
     Ok(with_ai_header(sse.into_response()))
-}
-
-
-#[cfg(test)]
-mod tests {
-    use super::{parse_cosine, parse_in_range};
-
-    #[test]
-    fn cosine_thresholds_are_validated() {
-        assert_eq!(parse_cosine(" 0.87 "), Ok(0.87));
-        assert!(parse_cosine("1.5").unwrap_err().contains("not a cosine"));
-        assert!(parse_cosine("high").unwrap_err().contains("not a number"));
-        assert_eq!(parse_in_range("0.25", 0.0..=1.0, "weight"), Ok(0.25));
-        assert_eq!(parse_in_range("-0.1", 0.0..=1.0, "weight").unwrap_err(), "-0.1 is not a weight (expected 0..=1)");
-    }
 }

@@ -35,19 +35,23 @@ pub use error::{Error, Result};
 pub use kb::{Hit, KnowledgeBase, Mode, SearchRequest};
 pub use store::{FusionWeights, KbFilter, VectorStore};
 
-/// The configured vector store: the Qdrant server or cluster when `ZHENGWU_QDRANT_URL` is set
-/// ([`qdrant_server::QdrantServerStore`], collection `ZHENGWU_QDRANT_COLLECTION`), otherwise the
-/// embedded store in `dir` ([`edge::EdgeStore`]). `dim` is the embedder's dimension.
-pub fn open_store(dir: &std::path::Path, dim: usize) -> Result<std::sync::Arc<dyn VectorStore>> {
-    match qdrant_server::ServerConfig::from_env() {
-        Some(config) => Ok(std::sync::Arc::new(qdrant_server::QdrantServerStore::open(config, dim)?)),
+/// The configured vector store: the Qdrant server or cluster when `qdrant` is given
+/// ([`qdrant_server::QdrantServerStore`]), otherwise the embedded store in `dir`
+/// ([`edge::EdgeStore`]). `dim` is the embedder's dimension.
+pub fn open_store(
+    dir: &std::path::Path,
+    qdrant: Option<&qdrant_server::ServerConfig>,
+    dim: usize,
+) -> Result<std::sync::Arc<dyn VectorStore>> {
+    match qdrant {
+        Some(config) => Ok(std::sync::Arc::new(qdrant_server::QdrantServerStore::open(config.clone(), dim)?)),
         None => Ok(std::sync::Arc::new(edge::EdgeStore::open(dir, dim)?)),
     }
 }
 
 /// Where [`open_store`] keeps the knowledge base, for messages.
-pub fn store_location(dir: &std::path::Path) -> String {
-    match qdrant_server::ServerConfig::from_env() {
+pub fn store_location(dir: &std::path::Path, qdrant: Option<&qdrant_server::ServerConfig>) -> String {
+    match qdrant {
         Some(c) => format!("Qdrant server {} (collection `{}`)", c.url, c.collection),
         None => dir.display().to_string(),
     }

@@ -10,9 +10,9 @@
 //! A call spawns its future there and waits for it, from plain threads and from inside tokio
 //! alike (inside a multi-thread runtime the wait goes through `block_in_place`).
 //!
-//! Configuration: `ZHENGWU_QDRANT_URL` (gRPC, e.g. `http://localhost:6334`; setting it selects
-//! this backend), `ZHENGWU_QDRANT_API_KEY`, `ZHENGWU_QDRANT_COLLECTION` (default
-//! [`DEFAULT_COLLECTION`]).
+//! Configuration: a [`ServerConfig`] (the binary fills it from `[kb] qdrant_url`, `qdrant_api_key`,
+//! `qdrant_collection` or `ZHENGWU_QDRANT_URL`, `_API_KEY`, `_COLLECTION`; a URL selects this
+//! backend; the collection defaults to [`DEFAULT_COLLECTION`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -37,12 +37,8 @@ use crate::store::{
     SPARSE,
 };
 
-/// Collection used when `ZHENGWU_QDRANT_COLLECTION` is not set.
+/// Collection used when none is configured.
 pub const DEFAULT_COLLECTION: &str = "zhengwu_kb";
-/// Environment variables of the server backend.
-pub const ENV_URL: &str = "ZHENGWU_QDRANT_URL";
-pub const ENV_API_KEY: &str = "ZHENGWU_QDRANT_API_KEY";
-pub const ENV_COLLECTION: &str = "ZHENGWU_QDRANT_COLLECTION";
 
 /// Payload fields with an index (the same as the embedded backend's).
 const KEYWORD_FIELDS: &[&str] = &["doc_id", "kind", "region", "agency", "category"];
@@ -90,16 +86,6 @@ impl ServerConfig {
             connect_timeout: Duration::from_secs(5),
             optimize_wait: Duration::from_secs(300),
         }
-    }
-
-    /// The server configuration from the environment, or `None` when `ZHENGWU_QDRANT_URL` is
-    /// unset or empty (the embedded store is used then).
-    pub fn from_env() -> Option<Self> {
-        let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let url = var(ENV_URL)?;
-        let mut c = ServerConfig::new(url, var(ENV_COLLECTION).unwrap_or_else(|| DEFAULT_COLLECTION.to_string()));
-        c.api_key = var(ENV_API_KEY);
-        Some(c)
     }
 }
 
@@ -170,11 +156,6 @@ impl QdrantServerStore {
         store.server_version = reply.version;
         store.ensure_collection(dim)?;
         Ok(store)
-    }
-
-    /// Open the store configured by the environment (`None` when `ZHENGWU_QDRANT_URL` is unset).
-    pub fn from_env(dim: usize) -> Option<Result<Self>> {
-        ServerConfig::from_env().map(|c| Self::open(c, dim))
     }
 
     pub fn config(&self) -> &ServerConfig {

@@ -429,6 +429,68 @@ fn requests_and_small_talk_never_reach_the_model_with_fakes() {
     assert!(g.requests().is_empty(), "no generation for a request or small talk");
 }
 
+/// `/api/ask` routes over the starter 居住证 document with the hashing embedder and `g`, once
+/// the start-up ingest has finished.
+async fn fake_app(g: Arc<dyn Generator>) -> (axum::Router, tempfile::TempDir, tempfile::TempDir) {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+    let docs = tempfile::tempdir().unwrap();
+    std::fs::copy(starter_dir().join("docs/juzhuzheng-shenling.md"), docs.path().join("juzhuzheng-shenling.md")).unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let config = zhengwu_rag::http::RagConfig {
+        auto_ingest: true,
+        answer: AnswerConfig { relevance_threshold: 0.0, faq_threshold: 2.0, ..AnswerConfig::default() },
+        lexicon_dir: Some(starter_dir().join("..")),
+        ..zhengwu_rag::http::RagConfig::new(docs.path().to_path_buf(), store.path().to_path_buf())
+    };
+    let e = e5();
+    let app = zhengwu_rag::http::routes(config, move || Some(e.clone()), move || Some(g.clone()));
+    for _ in 0..300 {
+        let r = app.clone().oneshot(Request::get("/api/kb/status").body(Body::empty()).unwrap()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap()).unwrap();
+        if !v["last_ingest"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (app, docs, store)
+}
+
+#[test]
+fn a_streamed_answer_shows_its_sources_before_the_model_speaks_with_fakes() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        use axum::body::Body;
+        use axum::http::Request;
+        use tower::ServiceExt;
+        let g: Arc<dyn Generator> = Arc::new(FakeGenerator::new(|m| format!("{}[1]", first_source_sentence(m))));
+        let (app, _docs, _store) = fake_app(g).await;
+        let body = serde_json::json!({"question": "办居住证要带哪些材料", "stream": true});
+        let r = app
+            .clone()
+            .oneshot(Request::post("/api/ask").header("content-type", "application/json").body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let text = String::from_utf8(axum::body::to_bytes(r.into_body(), 1 << 22).await.unwrap().to_vec()).unwrap();
+        let events: Vec<serde_json::Value> = text.lines().filter_map(|l| l.strip_prefix("data:")).filter_map(|d| serde_json::from_str(d.trim()).ok()).collect();
+        let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap_or("")).collect();
+        assert_eq!(types.first(), Some(&"sources"), "{types:?}");
+        assert!(types.iter().position(|t| *t == "delta") > Some(0), "{types:?}");
+        assert_eq!(&types[types.len() - 2..], ["citations", "done"]);
+        let early = events[0]["citations"].as_array().unwrap();
+        assert!(!early.is_empty() && early[0]["n"] == 1 && early.iter().all(|c| c["doc_id"].as_str().unwrap().contains("juzhuzheng")), "{early:?}");
+        // The final citations are among the sources shown early.
+        let last = &events[types.len() - 2];
+        for c in last["citations"].as_array().unwrap() {
+            assert!(early.iter().any(|e| e["doc_id"] == c["doc_id"] && e["start"] == c["start"]), "{c}");
+        }
+        // The store flushes when the app goes: before its folder does.
+        drop(app);
+    });
+}
+
 #[test]
 fn http_ask_answers_and_maps_model_errors_with_fakes() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -436,33 +498,12 @@ fn http_ask_answers_and_maps_model_errors_with_fakes() {
         use axum::body::Body;
         use axum::http::Request;
         use tower::ServiceExt;
-        let docs = tempfile::tempdir().unwrap();
-        std::fs::copy(starter_dir().join("docs/juzhuzheng-shenling.md"), docs.path().join("juzhuzheng-shenling.md")).unwrap();
-        let store = tempfile::tempdir().unwrap();
-        let config = zhengwu_rag::http::RagConfig {
-            docs_dir: docs.path().to_path_buf(),
-            store_dir: store.path().to_path_buf(),
-            auto_ingest: true,
-            answer: AnswerConfig { relevance_threshold: 0.0, faq_threshold: 2.0, ..AnswerConfig::default() },
-            weights: Default::default(),
-            lexicon_dir: Some(starter_dir().join("..")),
-        };
         // A model with a context too small for any grounded prompt: the engine's error must
         // reach the citizen as the status of its kind (400 context_length_exceeded), not a 500.
-        let g: Arc<dyn Generator> = Arc::new(FakeGenerator::echo().with_context_length(64));
-        let e = e5();
-        let app = zhengwu_rag::http::routes(config, move || Some(e.clone()), move || Some(g.clone()));
+        let (app, _docs, _store) = fake_app(Arc::new(FakeGenerator::echo().with_context_length(64))).await;
         let post = |v: serde_json::Value| {
             Request::post("/api/ask").header("content-type", "application/json").body(Body::from(v.to_string())).unwrap()
         };
-        for _ in 0..300 {
-            let r = app.clone().oneshot(Request::get("/api/kb/status").body(Body::empty()).unwrap()).await.unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap()).unwrap();
-            if !v["last_ingest"].is_null() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
         let r = app.clone().oneshot(post(serde_json::json!({"question": "办居住证要带哪些材料"}))).await.unwrap();
         let status = r.status().as_u16();
         let v: serde_json::Value = serde_json::from_slice(&axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap()).unwrap();
@@ -471,5 +512,7 @@ fn http_ask_answers_and_maps_model_errors_with_fakes() {
         // A body of the wrong shape is 422, as everywhere.
         let r = app.clone().oneshot(post(serde_json::json!({"question": 5}))).await.unwrap();
         assert_eq!(r.status().as_u16(), 422);
+        // The store flushes when the app goes: before its folder does.
+        drop(app);
     });
 }

@@ -305,7 +305,7 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
     if !req.stream {
         let answer = loop {
             match events.recv().await {
-                Some(zhengwu_rag::http::AskEvent::Delta(_)) => {}
+                Some(zhengwu_rag::http::AskEvent::Sources(_) | zhengwu_rag::http::AskEvent::Delta(_)) => {}
                 Some(zhengwu_rag::http::AskEvent::Done(a)) => break a,
                 Some(zhengwu_rag::http::AskEvent::Failed(e)) => return Err(from_rag_error(e)),
                 None => return Err(ApiError::of(ErrorKind::Internal, "generation ended without a result")),
@@ -345,6 +345,8 @@ async fn rag_chat(state: Arc<AppState>, req: ChatRequest, filter: zhengwu_rag::K
         let mut streamed = false;
         let answer = loop {
             match events.recv().await {
+                // OpenAI's chunks have no place for sources; they arrive in `rag` at the end.
+                Some(zhengwu_rag::http::AskEvent::Sources(_)) => {}
                 Some(zhengwu_rag::http::AskEvent::Delta(d)) => {
                     streamed = true;
                     // A closed channel means the client left: dropping `events` cancels.

@@ -255,7 +255,7 @@ impl IntelService {
             hot_reuse: Default::default(),
             hot_computing: Default::default(),
             similar: Default::default(),
-            second_opinion_below: std::env::var("ZHENGWU_SECOND_OPINION_BELOW").ok().and_then(|v| v.parse().ok()).filter(|v: &f32| (0.0..=1.0).contains(v)).unwrap_or(0.0),
+            second_opinion_below: 0.0,
         })
     }
 

@@ -46,12 +46,10 @@ pub struct TicketsConfig {
     pub sla: SlaConfig,
 }
 
-/// Default ticket database: `<data dir>/zhengwu/tickets.db` (e.g. ~/.local/share/zhengwu).
+/// Default ticket database: `<data dir>/zhengwu/tickets.db` (e.g. ~/.local/share/zhengwu, the
+/// platform's data directory as the `dirs` crate finds it).
 pub fn default_db_url() -> String {
-    let dir = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
+    let dir = dirs::data_dir().unwrap_or_else(|| PathBuf::from("."));
     format!("sqlite://{}", dir.join("zhengwu").join("tickets.db").display())
 }
 
