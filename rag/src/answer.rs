@@ -880,9 +880,10 @@ impl Answerer {
             _ => false,
         };
         // The same aspect, or the entry's answer states the aspect asked ("身份证丢了补办要多少钱"
-        // is answered by the 身份证丢了怎么办 entry, which gives the fee).
+        // is answered by the 身份证丢了怎么办 entry, which gives the fee); naming it in passing
+        // is not stating it ("材料齐全的，居住证一般在十五日内制发" does not say what to bring).
         let answer = faq.answer.as_deref().unwrap_or("");
-        let same_aspect = u.aspect == f.aspect || u.aspect.as_deref().is_some_and(|a| self.lexicon.states(a, answer));
+        let same_aspect = u.aspect == f.aspect || u.aspect.as_deref().is_some_and(|a| self.lexicon.states_beyond_name(a, answer));
         same_entity && same_aspect && covers_residual(residual, &[hit_of(faq.clone(), 0)])
     }
 

@@ -392,8 +392,22 @@ impl Lexicon {
     /// Whether `passage` states `aspect`: one of its `stated` words, or for 时限 / 费用 / 电话 a
     /// number of the right shape (15日, 20元, a 5+ digit hotline).
     pub fn states(&self, aspect: &str, passage: &str) -> bool {
+        self.states_counting(aspect, passage, true)
+    }
+
+    /// [`Lexicon::states`] without counting the aspect's own name: "材料齐全的，…十五日内制发"
+    /// names 材料 but lists none, so it does not answer what to bring. For a text written for
+    /// another question (a FAQ entry on another aspect), where a passing mention is likely.
+    pub fn states_beyond_name(&self, aspect: &str, passage: &str) -> bool {
+        self.states_counting(aspect, passage, false)
+    }
+
+    fn states_counting(&self, aspect: &str, passage: &str, count_name: bool) -> bool {
         let p = normalise(&crate::grounding::normalise_numbers(passage));
-        let words = self.aspects.get(aspect).is_some_and(|c| c.stated.iter().any(|w| p.contains(w.as_str())));
+        let words = self
+            .aspects
+            .get(aspect)
+            .is_some_and(|c| c.stated.iter().any(|w| (count_name || w != aspect) && p.contains(w.as_str())));
         words
             || match aspect {
                 "时限" => has_number_before(&p, &["个工作日", "工作日", "日", "天", "个月", "小时", "分钟"]),
