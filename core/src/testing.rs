@@ -6,7 +6,7 @@
 use std::sync::Mutex;
 
 use crate::{
-    validate_params, ChatMessage, ChatRequest, Completion, EmbedKind, Embedder, Embeddings, Error, FinishReason,
+    ChatMessage, ChatRequest, Completion, EmbedKind, Embedder, Embeddings, Error, FinishReason,
     GenerationEvent, GenerationStream, Generator, Result,
 };
 
@@ -70,7 +70,6 @@ impl Generator for FakeGenerator {
 
     fn chat(&self, request: ChatRequest) -> Result<GenerationStream> {
         request.validate()?;
-        validate_params(&request.params)?;
         let prompt_tokens = Self::prompt_tokens(&request.messages);
         let room = self.context_length.saturating_sub(prompt_tokens);
         if room == 0 || (!request.fit_max_tokens && request.params.max_tokens > room) {

@@ -36,6 +36,9 @@ pub struct RemoteOptions {
     pub max_in_flight: usize,
     /// How long to wait for a connection and for the response headers.
     pub connect_timeout: Duration,
+    /// Longest silence between two reads of a stream before the generation fails (a remote
+    /// that stalls must not hold a slot forever).
+    pub read_timeout: Duration,
 }
 
 impl RemoteOptions {
@@ -47,6 +50,7 @@ impl RemoteOptions {
             context_length: 8192,
             max_in_flight: 64,
             connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -70,7 +74,7 @@ impl RemoteGenerator {
             return Err(Error::Invalid("the remote generator needs the name of the model it serves".into()));
         }
         let url = format!("{base}/v1/chat/completions");
-        let agent = ureq::AgentBuilder::new().timeout_connect(opts.connect_timeout).build();
+        let agent = ureq::AgentBuilder::new().timeout_connect(opts.connect_timeout).timeout_read(opts.read_timeout).build();
         Ok(Self { opts, url, agent, in_flight: Arc::new(AtomicUsize::new(0)) })
     }
 
