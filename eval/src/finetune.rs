@@ -62,7 +62,7 @@ pub fn run(args: &EvalArgs) -> anyhow::Result<Report> {
         .filter(|q| replies::is_heldout_question(&q.question))
         .collect();
     anyhow::ensure!(!cases.is_empty(), "no held-out reply cases under {}", args.data.display());
-    let locate = |n: &str| registry.locate(n);
+    let locate = |n: &str| Ok(registry.locate(n)?);
     let mut report = Report::new("Fine-tuned reply drafting: base model vs base + LoRA adapter");
     let mut table = String::from("| model | cases | ROUGE-L F1 | format (all three) | greeting | closing | refuses out-of-scope (asked / as message) | refuses real messages | mean chars | seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut samples = String::new();

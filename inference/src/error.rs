@@ -40,6 +40,9 @@ pub enum Error {
     Template(#[from] minijinja::Error),
     #[error("{context}: {source}")]
     Io { context: String, #[source] source: std::io::Error },
+    /// The model registry (finding, fetching, verifying weights).
+    #[error(transparent)]
+    Models(#[from] zhengwu_registry::Error),
     /// An error from a seam shared with the other crates (`zhengwu-core`).
     #[error(transparent)]
     Seam(#[from] zhengwu_core::Error),
@@ -54,7 +57,13 @@ impl Error {
             Error::Overloaded { .. } => ErrorKind::Overloaded,
             Error::Cancelled(_) => ErrorKind::Deadline,
             Error::Seam(e) => e.kind(),
-            Error::Registry(_) | Error::ModelFile { .. } | Error::Fetch { .. } | Error::Load { .. } | Error::Candle(_) | Error::Io { .. } => {
+            Error::Registry(_)
+            | Error::ModelFile { .. }
+            | Error::Fetch { .. }
+            | Error::Load { .. }
+            | Error::Candle(_)
+            | Error::Io { .. }
+            | Error::Models(_) => {
                 ErrorKind::Internal
             }
         }

@@ -11,11 +11,12 @@ pub mod error;
 pub mod finetune;
 pub mod linear;
 pub mod llm;
-pub mod registry;
 pub mod remote;
 pub mod tensor_file;
 
 pub use error::{Error, Result};
+/// The model registry, its own crate; re-exported so `zhengwu_inference::registry::…` paths hold.
+pub use zhengwu_registry as registry;
 pub use llm::GenerationRequest;
 pub use zhengwu_core::{
     ai_marker, collect, collect_blocking, ChatMessage, ChatRequest, Completion, EmbedKind, Embedder, Embeddings,

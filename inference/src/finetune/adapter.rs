@@ -222,7 +222,7 @@ impl LoraAdapter {
 
     /// sha256 of the adapter file (what models.toml pins).
     pub fn file_sha256(path: &Path) -> Result<String> {
-        crate::registry::sha256_file(path)
+        Ok(crate::registry::sha256_file(path)?)
     }
 }
 

@@ -33,9 +33,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+pub use crate::error::{Error, Result};
 
 mod ct2_whisper;
+pub mod error;
 mod hf;
 mod lock;
 mod pypi;

@@ -14,7 +14,7 @@ use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
 use candle_core::Device;
 
 use super::verify::{count_bar, HashingWriter};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// llama.cpp's `LLAMA_FTYPE_MOSTLY_Q8_0`.
 const FTYPE_MOSTLY_Q8_0: u32 = 7;

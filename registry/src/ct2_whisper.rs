@@ -39,7 +39,7 @@ use std::path::Path;
 use half::f16;
 
 use super::verify::{bytes_bar, HashingWriter};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Name of this recipe in `models.toml`.
 pub(crate) const RECIPE: &str = "ct2-whisper-ggml";

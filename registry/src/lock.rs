@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How old a lock must be before it is treated as stale where liveness cannot be checked.
 const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);

@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Outcome of checking a file on disk against an expected size and sha256.
 #[derive(Debug, Clone, PartialEq, Eq)]

