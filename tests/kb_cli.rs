@@ -67,7 +67,7 @@ fn kb_ingest_list_search_delete() {
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown mode"));
     let bad = zhengwu(&["kb", "ingest", "/nonexistent/kb", "--store", s]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a directory"));
-    // A snapshot is only restored into an empty store directory (restores: rag/tests/kb_real.rs).
+    // A snapshot is only restored into an empty store directory (restores: rag/tests/kb_edge.rs).
     let snapshot = docs.join("hukou.md");
     let bad = zhengwu(&["kb", "import-snapshot", snapshot.to_str().unwrap(), "--store", s]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("is not empty"), "{bad:?}");
