@@ -280,6 +280,12 @@ fn load_embedder(settings: &ModelSettings, name: &str) -> anyhow::Result<E5Embed
 }
 
 fn main() -> anyhow::Result<()> {
+    // Our CPU kernels can be turned off for A/B runs against candle's (before any model loads).
+    zhengwu_inference::llm::model::set_kernel_switches(zhengwu_inference::llm::model::KernelSwitches {
+        q8: std::env::var_os("ZHENGWU_NO_Q8_KERNEL").is_none(),
+        kquant: std::env::var_os("ZHENGWU_NO_KQUANT_KERNEL").is_none(),
+        host_decode: std::env::var_os("ZHENGWU_NO_HOST_DECODE").is_none(),
+    });
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),

@@ -118,22 +118,49 @@ impl RmsNorm {
     }
 }
 
-/// Which of our own CPU kernels this process may use (decided once at load).
+/// Which of our own kernels and paths the process allows (for A/B runs against candle's). The
+/// binary sets them from its configuration before loading a model (`ZHENGWU_NO_Q8_KERNEL`,
+/// `ZHENGWU_NO_KQUANT_KERNEL`, `ZHENGWU_NO_HOST_DECODE`); unset, everything the CPU supports
+/// is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSwitches {
+    pub q8: bool,
+    pub kquant: bool,
+    pub host_decode: bool,
+}
+
+impl Default for KernelSwitches {
+    fn default() -> Self {
+        Self { q8: true, kquant: true, host_decode: true }
+    }
+}
+
+static SWITCHES: std::sync::OnceLock<KernelSwitches> = std::sync::OnceLock::new();
+
+/// Set the process's kernel switches once, before the first model loads; false when they were
+/// already set (or read by a load).
+pub fn set_kernel_switches(switches: KernelSwitches) -> bool {
+    SWITCHES.set(switches).is_ok()
+}
+
+fn kernel_switches() -> KernelSwitches {
+    *SWITCHES.get_or_init(KernelSwitches::default)
+}
+
+/// Which of our own CPU kernels this process uses (decided once at load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kernels {
-    /// Q8_0 on AVX-512 VNNI (`ZHENGWU_NO_Q8_KERNEL` turns it off).
+    /// Q8_0 on AVX-512 VNNI.
     pub q8: bool,
-    /// Q4_K / Q6_K on AVX2 + FMA (`ZHENGWU_NO_KQUANT_KERNEL` turns it off).
+    /// Q4_K / Q6_K on AVX2 + FMA.
     pub kquant: bool,
 }
 
 impl Kernels {
     fn detect(device: &Device) -> Self {
         let cpu = matches!(device, Device::Cpu);
-        Self {
-            q8: cpu && super::q8::supported() && std::env::var_os("ZHENGWU_NO_Q8_KERNEL").is_none(),
-            kquant: cpu && super::kquant::supported() && std::env::var_os("ZHENGWU_NO_KQUANT_KERNEL").is_none(),
-        }
+        let allow = kernel_switches();
+        Self { q8: cpu && super::q8::supported() && allow.q8, kquant: cpu && super::kquant::supported() && allow.kquant }
     }
 }
 
@@ -306,7 +333,7 @@ pub struct QuantizedTransformer {
     sin: Tensor,
     device: Device,
     /// Norms, biases and rotary tables as plain vectors, for the one-token decode path on the
-    /// CPU (`None` on other devices or with `ZHENGWU_NO_HOST_DECODE`).
+    /// CPU (`None` on other devices or with the host-decode switch off).
     host: Option<HostDecode>,
 }
 
@@ -431,7 +458,7 @@ impl QuantizedTransformer {
         }
         let (cos, sin) = rope_tables(config.head_dim, config.rope_base, config.context_length, device)?;
         let host = match device {
-            Device::Cpu if std::env::var_os("ZHENGWU_NO_HOST_DECODE").is_none() => {
+            Device::Cpu if kernel_switches().host_decode => {
                 Some(HostDecode::new(&blocks, &output_norm, &cos, &sin)?)
             }
             _ => None,
