@@ -265,7 +265,7 @@ fn load_generator(settings: &ModelSettings, name: &str, opts: EngineOptions) -> 
 
 fn load_chat(settings: &ModelSettings, name: &str, opts: EngineOptions) -> anyhow::Result<LlmEngine> {
     let locate_one = |n: &str| -> zhengwu_inference::Result<PathBuf> {
-        locate(settings, n).map_err(|e| zhengwu_inference::Error::Registry(format!("{e:#}")))
+        locate(settings, n).map_err(|e| zhengwu_inference::Error::Models(zhengwu_inference::registry::Error::Registry(format!("{e:#}"))))
     };
     Ok(LlmEngine::from_registry(&settings.registry, name, &settings.device, opts, &locate_one)?)
 }

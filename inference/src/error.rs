@@ -14,15 +14,9 @@ pub enum Error {
     /// Input longer than the model can take (maps to 400 `context_length_exceeded`).
     #[error("input has {tokens} tokens but the model `{model}` accepts at most {limit}")]
     ContextOverflow { model: String, tokens: usize, limit: usize },
-    /// Model registry problems (unknown name, bad models.toml).
-    #[error("model registry: {0}")]
-    Registry(String),
     /// A weights file is missing, truncated or has the wrong hash.
     #[error("model file {path}: {msg}")]
     ModelFile { path: PathBuf, msg: String },
-    /// Fetching weights failed.
-    #[error("fetching `{model}`: {msg}")]
-    Fetch { model: String, msg: String },
     /// The model file could be read but its contents are not what the loader expects.
     #[error("loading `{model}`: {msg}")]
     Load { model: String, msg: String },
@@ -40,7 +34,7 @@ pub enum Error {
     Template(#[from] minijinja::Error),
     #[error("{context}: {source}")]
     Io { context: String, #[source] source: std::io::Error },
-    /// The model registry (finding, fetching, verifying weights).
+    /// The model registry (unknown names, bad models.toml; finding, fetching, verifying weights).
     #[error(transparent)]
     Models(#[from] zhengwu_registry::Error),
     /// An error from a seam shared with the other crates (`zhengwu-core`).
@@ -57,9 +51,7 @@ impl Error {
             Error::Overloaded { .. } => ErrorKind::Overloaded,
             Error::Cancelled(_) => ErrorKind::Deadline,
             Error::Seam(e) => e.kind(),
-            Error::Registry(_)
-            | Error::ModelFile { .. }
-            | Error::Fetch { .. }
+            Error::ModelFile { .. }
             | Error::Load { .. }
             | Error::Candle(_)
             | Error::Io { .. }

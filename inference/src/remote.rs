@@ -177,7 +177,10 @@ impl Generator for RemoteGenerator {
             }
             call = call.timeout(left);
         }
-        let response = match call.send_string(&self.body(&request).to_string()) {
+        let body = self.body(&request).to_string();
+        // Waiting for the response headers blocks: inside a multi-thread runtime (the HTTP
+        // handlers) the worker hands its other tasks on while it waits.
+        let response = match off_the_runtime(|| call.send_string(&body)) {
             Ok(r) => r,
             Err(ureq::Error::Status(status, r)) => {
                 let text = r.into_string().unwrap_or_default();
@@ -202,6 +205,15 @@ impl Generator for RemoteGenerator {
 
     fn queue_depth(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// Run blocking `f` so that an async caller's runtime keeps serving other tasks
+/// (`block_in_place` on a multi-thread runtime; as is elsewhere).
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -155,7 +155,7 @@ impl LlmEngine {
         if spec.format != "lora" {
             return Self::load(&locate(name)?, name, device, opts);
         }
-        let base_name = spec.base.as_deref().ok_or_else(|| Error::Registry(format!("`{name}` has no base")))?;
+        let base_name = spec.base.as_deref().ok_or_else(|| Error::Models(zhengwu_registry::Error::Registry(format!("`{name}` has no base"))))?;
         let base = registry.get(base_name)?;
         let adapter_path = locate(name)?;
         let adapter = crate::finetune::LoraAdapter::load(&adapter_path, &Device::Cpu)?;
